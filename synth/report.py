@@ -1,0 +1,384 @@
+"""`report.html` for a run: what a person opens to decide whether a dataset is any good.
+
+The report is one self-contained file (inline CSS and SVG, no script, a CSP that forbids
+fetching anything), so it opens offline from a laptop or an artifact store. Record text is
+untrusted, so it only reaches the page through Jinja2's autoescaping.
+
+The numbers come from the run's `manifest.json` where the engine wrote them, and from one
+bounded pass over `data.jsonl` and `rejects.jsonl` (lengths, scores, a reservoir sample,
+rejection reasons per verifier). A `report.json` beside the HTML keeps the summary so later
+nights can draw trends without re-reading old data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import charts
+from .context import rng_for
+
+SAMPLE = 12  # kept and rejected records shown with their lineage
+SCAN_LIMIT = 200_000  # lines read per file for histograms; counts come from the manifest
+DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass
+class RunSummary:
+    """Everything the run template shows; also serialised to `report.json`."""
+
+    name: str
+    run_dir: str
+    generated_at: str
+    status: str
+    requested: int | None
+    kept: int
+    rejected: int
+    attempts: int | None
+    cost_usd: float
+    tokens: dict[str, int]
+    llm: dict[str, int]
+    duration_s: float | None
+    seed: Any
+    model: str | None
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+    diversity: dict[str, float] = field(default_factory=dict)
+    monitor: dict[str, Any] | None = None
+    scanned: dict[str, int] = field(default_factory=dict)
+    night: str | None = None
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write `<run_dir>/report.html` (and `report.json`) and return the HTML path.
+
+    Called by the engine at the end of a run, by the service for a live job, and by
+    `synth report DIR` by hand. Never raises for odd or partial content: a report of a
+    half-finished run is still useful."""
+    run_dir = Path(run_dir)
+    summary, extras = summarize(run_dir)
+    html = render("run.html", s=summary, **extras)
+    out = run_dir / "report.html"
+    _atomic_write(out, html)
+    _atomic_write(run_dir / "report.json", json.dumps(asdict(summary), indent=2, default=str))
+    return out
+
+
+def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
+    manifest = load_json(run_dir / "manifest.json")
+    counts = _counts(manifest)
+    kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept")
+    rej_scan = _scan(run_dir / "rejects.jsonl", seed_label="rejected")
+    kept = int(counts.get("kept", kept_scan.lines))
+    rejected = int(counts.get("rejected", rej_scan.lines))
+    reasons = _reasons(counts, rej_scan)
+    diversity = dict(_get(manifest, "diversity", "metrics.diversity", default={}) or {})
+    if not diversity and kept_scan.texts:
+        diversity = diversity_metrics(kept_scan.texts)
+    night = run_dir.parent.name if DATE_DIR.match(run_dir.parent.name) else None
+    summary = RunSummary(
+        name=str(
+            _get(manifest, "recipe.name", "recipe_name", "recipe", default=None) or run_dir.name
+        ),
+        run_dir=str(run_dir),
+        generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        status=str(_get(manifest, "status", "stopped_by", default="running or unknown")),
+        requested=_int(_get(manifest, "n", "requested", "counts.requested", default=None)),
+        kept=kept,
+        rejected=rejected,
+        attempts=_int(_get(manifest, "counts.generated", "counts.attempts", "attempts")),
+        cost_usd=float(_get(manifest, "cost_usd", "llm.cost_usd", "cost.usd", default=0) or 0),
+        tokens={
+            "input": int(_get(manifest, "tokens.input", "llm.tokens_in", default=0) or 0),
+            "output": int(_get(manifest, "tokens.output", "llm.tokens_out", default=0) or 0),
+        },
+        llm={
+            "calls": int(_get(manifest, "llm.calls", "llm_calls", default=0) or 0),
+            "cache_hits": int(_get(manifest, "llm.cache_hits", "cache_hits", default=0) or 0),
+            "rate_limited": int(_get(manifest, "llm.rate_limited", "llm.429", default=0) or 0),
+        },
+        duration_s=_float(_get(manifest, "duration_s", "durations.total_s", "seconds")),
+        seed=_get(manifest, "seed", default=None),
+        model=_get(manifest, "model", default=None),
+        reasons=reasons,
+        diversity={k: round(float(v), 4) for k, v in diversity.items() if _is_num(v)},
+        monitor=_get(manifest, "monitor", default=None),
+        scanned={"kept": kept_scan.lines, "rejected": rej_scan.lines},
+        night=night,
+    )
+    extras = {
+        "charts": _run_charts(summary, kept_scan, rej_scan, _trend(run_dir, summary)),
+        "samples_kept": [_sample_view(r) for r in kept_scan.sample],
+        "samples_rejected": [_sample_view(r) for r in rej_scan.sample],
+        "manifest_json": json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
+        "truncated": kept_scan.truncated or rej_scan.truncated,
+        "scan_limit": SCAN_LIMIT,
+    }
+    return summary, extras
+
+
+@dataclass
+class _Scan:
+    lines: int = 0
+    truncated: bool = False
+    lengths: list[int] = field(default_factory=list)
+    scores: dict[str, list[float]] = field(default_factory=dict)
+    failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    details: dict[tuple[str, str], str] = field(default_factory=dict)
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+
+def _scan(path: Path, *, seed_label: str) -> _Scan:
+    """One pass, bounded memory: reservoir sample, lengths, verdict scores, reasons."""
+    scan = _Scan()
+    rng = rng_for(0, "report", seed_label)
+    for obj in _jsonl(path):
+        scan.lines += 1
+        if scan.lines > SCAN_LIMIT:
+            scan.truncated = True
+            continue
+        data, meta = obj.get("data"), obj.get("meta") or {}
+        text = record_text(data)
+        scan.lengths.append(len(text))
+        if len(scan.texts) < 2000:
+            scan.texts.append(text)
+        for v in meta.get("verdicts") or []:
+            if isinstance(v, dict) and _is_num(v.get("score")):
+                scan.scores.setdefault(str(v.get("verifier")), []).append(float(v["score"]))
+        failed = [v for v in meta.get("verdicts") or [] if isinstance(v, dict) and not v.get("ok")]
+        if failed or meta.get("reject_reason"):
+            last = failed[-1] if failed else {}
+            key = (str(last.get("verifier", "?")), str(meta.get("reject_reason") or last.get("reason")))
+            scan.failures[key] += 1
+            if last.get("detail"):
+                scan.details.setdefault(key, str(last["detail"])[:300])
+        # Reservoir sampling (Algorithm R): a uniform sample in one pass, fixed seed.
+        if len(scan.sample) < SAMPLE:
+            scan.sample.append(obj)
+        else:
+            j = rng.randrange(scan.lines)
+            if j < SAMPLE:
+                scan.sample[j] = obj
+    return scan
+
+
+def _reasons(counts: Mapping[str, Any], rej: _Scan) -> list[dict[str, Any]]:
+    """Rejections per (verifier, reason). Totals come from the manifest's counters when it
+    has them (exact even past the scan limit); the verifier comes from the verdicts."""
+    by_reason: dict[str, list[tuple[str, int]]] = {}
+    for (verifier, reason), c in rej.failures.items():
+        by_reason.setdefault(reason, []).append((verifier, c))
+    rows = []
+    manifest_reasons = {
+        k.removeprefix("rejected_"): int(v)
+        for k, v in counts.items()
+        if k.startswith("rejected_") and _is_num(v)
+    }
+    for reason in sorted(set(by_reason) | set(manifest_reasons)):
+        scanned = by_reason.get(reason, [("?", 0)])
+        total = manifest_reasons.get(reason, sum(c for _, c in scanned))
+        seen = sum(c for _, c in scanned) or 1
+        for verifier, c in scanned:
+            count = round(total * c / seen) if reason in manifest_reasons else c
+            detail = rej.details.get((verifier, reason), "")
+            rows.append({"verifier": verifier, "reason": reason, "count": count, "detail": detail})
+    return sorted(rows, key=lambda r: -r["count"])
+
+
+def _run_charts(
+    s: RunSummary, kept: _Scan, rej: _Scan, trend: tuple[list[str], dict[str, list[Any]]]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if s.reasons:
+        labels = [f"{r['verifier']}: {r['reason']}" for r in s.reasons[:20]]
+        out["reasons"] = charts.bars(
+            labels, [r["count"] for r in s.reasons[:20]], title="Rejections by verifier and reason"
+        )
+    if kept.lengths or rej.lengths:
+        out["lengths"] = charts.histogram(
+            {"kept": kept.lengths, "rejected": rej.lengths},
+            title="Record length",
+            xlabel="characters of text",
+        )
+    for verifier in sorted(set(kept.scores) | set(rej.scores)):
+        out[f"scores: {verifier}"] = charts.histogram(
+            {"kept": kept.scores.get(verifier, []), "rejected": rej.scores.get(verifier, [])},
+            title=f"Scores given by {verifier}",
+            xlabel="score",
+            bins=20,
+        )
+    nights, series = trend
+    if len(nights) > 1:
+        out["trend"] = charts.trend(nights, series, title="Diversity across nights")
+    return out
+
+
+def _trend(run_dir: Path, s: RunSummary) -> tuple[list[str], dict[str, list[Any]]]:
+    """Diversity of this recipe on each earlier night of the same batch (from their
+    `report.json`), then tonight. Empty outside a batch layout."""
+    if s.night is None:
+        return [], {}
+    batch_dir, recipe = run_dir.parent.parent, run_dir.name
+    nights: list[str] = []
+    rows: list[dict[str, float]] = []
+    for night_dir in sorted(p for p in batch_dir.iterdir() if DATE_DIR.match(p.name)):
+        if night_dir.name >= s.night:
+            break
+        earlier = load_json(night_dir / recipe / "report.json")
+        if earlier.get("diversity"):
+            nights.append(night_dir.name)
+            rows.append(earlier["diversity"])
+    nights.append(s.night)
+    rows.append(s.diversity)
+    keys = sorted({k for r in rows for k in r})
+    return nights, {k: [r.get(k) for r in rows] for k in keys}
+
+
+def _sample_view(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("meta") or {}
+    text = record_text(obj.get("data"))
+    return {
+        "id": str(obj.get("id", "?")),
+        "headline": text[:160] + ("…" if len(text) > 160 else ""),
+        "reason": meta.get("reject_reason"),
+        "data": _pretty(obj.get("data")),
+        "lineage": _pretty(meta),
+    }
+
+
+def render(template: str, **context: Any) -> str:
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("synth", "templates_html"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = _num
+    return env.get_template(template).render(**context)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    """A JSON object from disk, or {} when it is missing or half-written."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        fh = open(path, encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    with fh:
+        for line in fh:
+            if not line.endswith("\n") or not line.strip():
+                continue  # a run being written: skip the partial last line
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                yield obj
+
+
+def _counts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    counts = _get(manifest, "counts", "stats", default={}) or {}
+    return dict(counts) if isinstance(counts, Mapping) else {}
+
+
+def _get(obj: Mapping[str, Any], *paths: str, default: Any = None) -> Any:
+    """The first of several dotted paths present in `obj`: manifests grow over time and
+    a report must read old ones too."""
+    for p in paths:
+        cur: Any = obj
+        for part in p.split("."):
+            if not isinstance(cur, Mapping) or part not in cur:
+                break
+            cur = cur[part]
+        else:
+            return cur
+    return default
+
+
+def _pretty(value: Any, limit: int = 6000) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "\n… (truncated)"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int(v: Any) -> int | None:
+    return int(v) if _is_num(v) else None
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if _is_num(v) else None
+
+
+def record_text(data: Any) -> str:
+    """The text of a record's payload: its string leaves joined, in field order. Used for
+    lengths and diversity; a faithful stand-in for "what a model will read"."""
+    parts: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            parts.append(v)
+        elif isinstance(v, Mapping):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list | tuple):
+            for x in v:
+                walk(x)
+        elif v is not None and not isinstance(v, bool):
+            parts.append(str(v))
+
+    walk(data)
+    return " ".join(parts)
+
+
+def diversity_metrics(texts: list[str]) -> dict[str, float]:
+    """Cheap lexical diversity on a sample, for runs whose manifest has none: distinct-n
+    (share of unique word n-grams), zlib compression ratio (low = templated, repetitive)
+    and the exact-duplicate rate."""
+    import zlib
+
+    toks = [re.findall(r"\w+", t.lower()) for t in texts]
+    out: dict[str, float] = {}
+    for n in (2, 4):
+        grams = [tuple(ws[i : i + n]) for ws in toks for i in range(len(ws) - n + 1)]
+        if grams:
+            out[f"distinct_{n}"] = len(set(grams)) / len(grams)
+    raw = "\n".join(texts).encode()
+    if raw:
+        out["compression_ratio"] = len(zlib.compress(raw, 6)) / len(raw)
+    out["exact_dup_rate"] = 1 - len(set(texts)) / len(texts) if texts else 0.0
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

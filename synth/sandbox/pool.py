@@ -1,0 +1,347 @@
+"""A pool of pre-started fork servers, one per worker slot, and the async client side of
+their protocol (length-prefixed JSON over the server's stdin/stdout pipes).
+
+The pool is not tied to one event loop: servers are plain processes, each request registers
+a reader on the running loop and removes it afterwards, so one pool serves successive
+`asyncio.run` calls. A slot whose server dies, times out or answers garbage is killed and
+started again (and probed again) before it serves another job."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import signal
+import struct
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import SandboxError
+from . import jail, layers, uids
+from .limits import Limits, SandboxSettings
+
+log = logging.getLogger("synth.sandbox")
+_HDR = struct.Struct("!I")
+GRACE_S = 5.0  # beyond the job's wall limit before the parent gives up on a server
+START_TIMEOUT_S = 60.0
+MAX_REPLY = 64 << 20
+
+
+@dataclass(frozen=True)
+class Job:
+    """One execution: files for the job directory, what to run, and its limits."""
+
+    kind: str  # "python" (solution + tests), "node" (JS solution + tests), "probe"
+    files: Mapping[str, str]
+    limits: Limits = field(default_factory=Limits)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "files": dict(self.files),
+            "limits": {**self.limits.as_dict(), "report_kb": 4096},
+            **self.options,
+        }
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """What the fork server observed. Judging it is `judge.py`'s business."""
+
+    exit: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    output_exceeded: bool = False
+    report_overflow: bool = False
+    stdout: str = ""
+    stderr: str = ""
+    output_bytes: int = 0
+    report: str = ""
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    maxrss_kb: int = 0
+    error: str = ""  # set when the sandbox itself failed, not the job
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> RawResult:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in reply.items() if k in known})
+
+
+class _Slot:
+    def __init__(self, index: int, pool: ForkServerPool) -> None:
+        self.index = index
+        self.pool = pool
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lease: uids.UidLease | None = None
+        self.job_root: str | None = None
+        self.facts: dict[str, Any] = {}
+        self.ready = False
+
+    @property
+    def uid(self) -> int | None:
+        return self.lease.uid if self.lease else None
+
+    def spawn(self) -> None:
+        """Start the server. Called on the loop's thread on purpose: bubblewrap's
+        --die-with-parent fires when the *thread* that forked it exits."""
+        settings = self.pool.settings
+        if os.geteuid() == 0 and self.lease is None:
+            self.lease = uids.lease()
+        if settings.backend == "bwrap":
+            launch = jail.bwrap_launch(settings, self.uid)
+        else:
+            self.job_root = tempfile.mkdtemp(prefix="synth-sbx-")
+            os.chmod(self.job_root, 0o711)
+            launch = jail.unsafe_launch(settings, self.uid, self.job_root)
+        self.proc = subprocess.Popen(
+            launch.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # nothing of ours, ever
+            start_new_session=True,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        self.ready = False
+
+    def kill(self) -> None:
+        proc, self.proc, self.ready = self.proc, None, False
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    if pipe is not None:
+                        pipe.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.job_root:
+            import shutil
+
+            shutil.rmtree(self.job_root, ignore_errors=True)
+            self.job_root = None
+
+    def close(self) -> None:
+        self.kill()
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    async def ensure_ready(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.kill()
+            self.spawn()
+        if self.ready:
+            return
+        hello = await self._read(START_TIMEOUT_S)
+        if not hello.get("ready"):
+            raise SandboxError(f"sandbox server did not start: {hello}")
+        probe = Job("probe", {}, self.pool.settings.limits)
+        reply = await self.request(probe.message(), self.pool.settings.limits.wall_s + GRACE_S)
+        result = RawResult.from_reply(reply)
+        try:
+            self.facts = json.loads(result.report.splitlines()[0])
+        except (IndexError, ValueError):
+            raise SandboxError(
+                f"sandbox probe failed to report (exit {result.exit}, signal {result.signal}): "
+                f"{result.stderr[-2000:]}"
+            ) from None
+        report = layers.evaluate(self.pool.settings, self.facts, self.uid)
+        self.pool.last_layers = report
+        failed = [layer for layer in report if layer.required and not layer.ok]
+        if failed:
+            raise SandboxError(
+                "sandbox layers failed their start-up probe (failing closed):\n"
+                + "\n".join(f"  {la.name}: {la.detail}" for la in failed)
+                + "\nfix: run `synth sandbox check` for details; install bubblewrap "
+                "(scripts/system-deps.sh) or choose `backend: unsafe-local` knowingly"
+            )
+        self.ready = True
+
+    async def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+        await self._write(json.dumps(msg, separators=(",", ":")).encode())
+        return await self._read(timeout)
+
+    async def _write(self, body: bytes) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(_HDR.pack(len(body)) + body)
+        loop = asyncio.get_running_loop()
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            writable = loop.create_future()
+            loop.add_writer(fd, lambda f=writable: f.done() or f.set_result(None))
+            try:
+                await writable
+            finally:
+                loop.remove_writer(fd)
+
+    async def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+        buf = bytearray()
+
+        def on_readable() -> None:
+            if done.done():
+                return
+            try:
+                chunk = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                done.set_exception(EOFError(str(exc)))
+                return
+            if not chunk:
+                done.set_exception(EOFError("sandbox server closed its pipe"))
+                return
+            buf.extend(chunk)
+            if len(buf) >= _HDR.size:
+                (n,) = _HDR.unpack_from(buf)
+                if n > MAX_REPLY:
+                    done.set_exception(EOFError("sandbox reply too large"))
+                elif len(buf) >= _HDR.size + n:
+                    done.set_result(bytes(buf[_HDR.size : _HDR.size + n]))
+
+        loop.add_reader(fd, on_readable)
+        try:
+            body = await asyncio.wait_for(done, timeout)
+        finally:
+            loop.remove_reader(fd)
+        return json.loads(body)  # type: ignore[no-any-return]
+
+
+class ForkServerPool:
+    """`workers` slots, each a fork server (jailed by bubblewrap unless the backend is
+    `unsafe-local`). `execute` runs one job on a free slot."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.name = settings.backend
+        self._slots = [_Slot(i, self) for i in range(settings.workers)]
+        self._free: collections.deque[_Slot] = collections.deque(self._slots)
+        self._waiters: collections.deque[asyncio.Future[_Slot]] = collections.deque()
+        self.last_layers: list[layers.Layer] = []
+        self.closed = False
+        if settings.backend == "unsafe-local":
+            warn_unsafe()
+
+    async def start(self) -> None:
+        """Start and probe every slot now (otherwise each starts on first use)."""
+        for s in self._slots:
+            if s.proc is None:
+                s.spawn()
+        await asyncio.gather(*(self._ready(s) for s in self._slots))
+
+    async def _ready(self, slot: _Slot) -> None:
+        try:
+            await slot.ensure_ready()
+        except (TimeoutError, EOFError, OSError, ValueError) as exc:
+            slot.kill()
+            raise SandboxError(f"sandbox worker {slot.index} failed to start: {exc}") from exc
+        except SandboxError:
+            slot.kill()
+            raise
+
+    async def layers(self) -> list[layers.Layer]:
+        await self._ready(self._slots[0])
+        return list(self.last_layers)
+
+    async def execute(self, job: Job) -> RawResult:
+        if self.closed:
+            raise SandboxError("the sandbox pool is closed")
+        slot = await self._acquire()
+        try:
+            await self._ready(slot)
+            try:
+                reply = await slot.request(job.message(), job.limits.wall_s + GRACE_S)
+            except (TimeoutError, EOFError, OSError, ValueError) as exc:
+                slot.kill()
+                return RawResult(error=f"sandbox worker failed: {type(exc).__name__}: {exc}")
+            if not reply.get("ok"):
+                slot.kill()
+                return RawResult(error=str(reply.get("error", "sandbox worker error"))[-2000:])
+            return RawResult.from_reply(reply)
+        finally:
+            self._release(slot)
+
+    async def _acquire(self) -> _Slot:
+        if self._free:
+            return self._free.popleft()
+        fut: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return await fut
+
+    def _release(self, slot: _Slot) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done() and not fut.get_loop().is_closed():
+                fut.set_result(slot)
+                return
+        self._free.append(slot)
+
+    def close(self) -> None:
+        self.closed = True
+        for s in self._slots:
+            s.close()
+
+
+def warn_unsafe() -> None:
+    msg = (
+        "\n" + "!" * 78 + "\n"
+        "!! synth sandbox backend 'unsafe-local': generated code runs WITHOUT namespaces,\n"
+        "!! read-only system dirs or a disk quota. It can read your files, fill the disk\n"
+        "!! and reach the network stack. Use only for code you would run yourself.\n"
+        + "!" * 78
+    )
+    log.warning(msg)
+    import sys
+
+    print(msg, file=sys.stderr)
+
+
+_POOLS: dict[tuple[Any, ...], ForkServerPool] = {}
+
+
+def get_pool(settings: SandboxSettings) -> ForkServerPool:
+    """The process-wide pool for these settings (started lazily, closed at exit)."""
+    key = settings.pool_key()
+    pool = _POOLS.get(key)
+    if pool is None or pool.closed:
+        pool = _POOLS[key] = ForkServerPool(settings)
+    return pool
+
+
+def shutdown() -> None:
+    for pool in list(_POOLS.values()):
+        pool.close()
+    _POOLS.clear()
+
+
+BackendFactory = Callable[[SandboxSettings], ForkServerPool]
+BACKENDS: dict[str, BackendFactory] = {"bwrap": get_pool, "unsafe-local": get_pool}
+
+import atexit  # noqa: E402
+
+atexit.register(shutdown)

@@ -1,0 +1,1 @@
+"""Built-in steps; each module registers its own with `@registry.step`."""

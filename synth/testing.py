@@ -1,0 +1,350 @@
+"""Test kit that ships with synth: a scripted fake LLM and a fault-injecting stub server.
+
+`ScriptedLLM` implements the same `complete` seam as the real client, so a step can be
+unit-tested without a model. `StubServer` is a real OpenAI-compatible HTTP server on
+loopback (aiohttp) that misbehaves on request: latency and jitter, 429 with `Retry-After`
+above a concurrency or RPM limit, a rate of 500s, truncated JSON. LLM tests drive the
+real litellm path against it (`model="openai/<name>"`, `api_base=stub.url`), so retries,
+rate limits and caching are tested end to end rather than by patching internals.
+
+Run it on its own (for benchmarks or by hand):
+
+    python -m synth.testing stub --port 0 --latency 0.2 --max-inflight 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LLMResponseError
+
+Answer = Callable[[dict[str, Any]], str]
+
+
+# --------------------------------------------------------------------------- scripted fake
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedCall:
+    """One call the fake received: what a test asserts on."""
+
+    messages: list[dict[str, Any]]
+    model: str | None
+    schema: dict[str, Any] | None
+    params: dict[str, Any]
+
+
+class ScriptedLLM:
+    """A fake LLM with the real client's seam (`complete`, `usage`, `aclose`).
+
+    `script` is either a function `(messages, **params) -> str | dict` or a sequence of
+    answers consumed in order (a str is the completion text; a dict is a parsed JSON
+    answer; an exception instance is raised). With a schema, str answers are parsed and
+    validated the way the real client does, so a step sees the same errors."""
+
+    def __init__(self, script: Callable[..., Any] | Sequence[Any], *, model: str = "scripted") -> None:
+        self._fn = script if callable(script) else None
+        self._queue: collections.deque[Any] = collections.deque([] if callable(script) else script)
+        self.model = model
+        self.calls: list[ScriptedCall] = []
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        schema: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Any:
+        from .llm import Completion
+        from .structured import parse_answer
+
+        self.calls.append(ScriptedCall(list(messages), model, schema, dict(params)))
+        if self._fn is not None:
+            answer = self._fn(messages, **params)
+        elif self._queue:
+            answer = self._queue.popleft()
+        else:
+            raise LLMResponseError("ScriptedLLM ran out of scripted answers")
+        if isinstance(answer, BaseException):
+            raise answer
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        parsed = parse_answer(text, schema) if schema is not None else None
+        return Completion(
+            text=text,
+            parsed=parsed,
+            model=model or self.model,
+            input_tokens=sum(len(str(m.get("content", ""))) for m in messages) // 4,
+            output_tokens=len(text) // 4,
+            template_hash=params.get("template_hash"),
+            n_index=int(params.get("n_index", 0)),
+        )
+
+    def usage(self) -> dict[str, Any]:
+        return {"calls": len(self.calls), "cache_hits": 0, "cost_usd": 0.0}
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- stub server
+
+
+def _last_user(request: dict[str, Any]) -> str:
+    last = next(
+        (m.get("content", "") for m in reversed(request.get("messages", [])) if m.get("role") == "user"),
+        "",
+    )
+    return last if isinstance(last, str) else json.dumps(last)
+
+
+def echo_answer(request: dict[str, Any]) -> str:
+    """Default stub answer, a pure function of the request so tests can check every row:
+    `{"echo": <last user message>}` when JSON was asked for, else `echo: <message>`."""
+    last = _last_user(request)
+    if request.get("response_format") or "json" in last.lower():
+        return json.dumps({"echo": last})
+    return f"echo: {last}"
+
+
+@dataclass
+class StubStats:
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    bad_json: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    prompts: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "429": self.rate_limited,
+            "500": self.server_errors,
+            "bad_json": self.bad_json,
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "distinct_prompts": len(self.prompts),  # answered ones, by last user message
+        }
+
+
+class StubServer:
+    """Loopback OpenAI-compatible `/v1/chat/completions` with injectable faults.
+
+    `async with StubServer(latency=0.2, max_inflight=50) as stub:` then use `stub.url` as
+    `api_base`. Faults are drawn from a seeded RNG in arrival order, so a retried request
+    can succeed; answers are a function of the request (`answer`, default `echo_answer`)."""
+
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        max_inflight: int | None = None,
+        rpm: int | None = None,
+        rpm_window: float = 60.0,
+        retry_after: float = 1.0,
+        error_rate: float = 0.0,
+        bad_json_rate: float = 0.0,
+        answer: Answer = echo_answer,
+        api_key: str | None = None,
+        seed: int = 0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.latency, self.jitter = latency, jitter
+        self.max_inflight, self.rpm, self.retry_after = max_inflight, rpm, retry_after
+        self.rpm_window = rpm_window  # tests shrink the window: rpm * window / 60 per window
+        self.error_rate, self.bad_json_rate = error_rate, bad_json_rate
+        self.answer = answer
+        self.api_key = api_key  # when set, any other bearer token gets a 401 that echoes it
+        self.host, self.port = host, port
+        self.stats = StubStats()
+        self._rng = random.Random(seed)
+        self._window: collections.deque[float] = collections.deque()
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        """The `api_base` to give litellm (`http://127.0.0.1:<port>/v1`)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    async def __aenter__(self) -> StubServer:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/stats", self._stats)
+        app.router.add_post("/stats/reset", self._reset)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.2
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset(self) -> None:
+        self.stats = StubStats()
+        self._window.clear()
+
+    # -- handlers
+
+    async def _stats(self, request: Any) -> Any:
+        from aiohttp import web
+
+        out = self.stats.as_dict()
+        if request.query.get("prompts"):  # which prompts were answered, and how often
+            out["prompts"] = dict(self.stats.prompts)
+        return web.json_response(out)
+
+    async def _reset(self, request: Any) -> Any:
+        from aiohttp import web
+
+        self.reset()
+        return web.json_response({"reset": True})
+
+    def _too_many(self) -> bool:
+        if self.max_inflight is not None and self.stats.in_flight >= self.max_inflight:
+            return True
+        if self.rpm is not None:
+            now = time.monotonic()
+            while self._window and now - self._window[0] >= self.rpm_window:
+                self._window.popleft()
+            if len(self._window) >= self.rpm * self.rpm_window / 60.0:
+                return True
+            self._window.append(now)
+        return False
+
+    async def _chat(self, request: Any) -> Any:
+        from aiohttp import web
+
+        s = self.stats
+        s.requests += 1
+        body = await request.json()
+        if self.api_key is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if given != self.api_key:  # like real providers, quote the key that was sent
+                error = {"message": f"Incorrect API key provided: {given}", "type": "auth_error"}
+                return web.json_response({"error": error}, status=401)
+        if self._too_many():
+            s.rate_limited += 1
+            headers = {
+                "Retry-After": str(max(0, math.ceil(self.retry_after))),
+                "retry-after-ms": str(int(self.retry_after * 1000)),
+            }
+            error = {"message": "rate limited by stub", "type": "rate_limit_error"}
+            return web.json_response({"error": error}, status=429, headers=headers)
+        s.in_flight += 1
+        s.max_in_flight = max(s.max_in_flight, s.in_flight)
+        try:
+            delay = self.latency + (self._rng.uniform(-self.jitter, self.jitter) if self.jitter else 0)
+            fail = self.error_rate and self._rng.random() < self.error_rate
+            garble = self.bad_json_rate and self._rng.random() < self.bad_json_rate
+            if delay > 0:
+                await asyncio.sleep(delay)
+        finally:
+            s.in_flight -= 1
+        if fail:
+            s.server_errors += 1
+            error = {"message": "injected server error", "type": "server_error"}
+            return web.json_response({"error": error}, status=500)
+        text = self.answer(body)
+        if garble:
+            s.bad_json += 1
+            text = text[: max(1, len(text) // 2)]
+        s.ok += 1
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
+        s.prompts[_last_user(body)] += 1
+        usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(text) // 4)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        return web.json_response(
+            {
+                "id": f"chatcmpl-stub-{s.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "stub"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        )
+
+
+async def fetch_stats(base_url: str) -> dict[str, Any]:
+    """`/stats` of a stub started elsewhere (a subprocess), given its `api_base`."""
+    import aiohttp
+
+    root = base_url.rstrip("/").removesuffix("/v1")
+    async with aiohttp.ClientSession() as session, session.get(f"{root}/stats") as resp:
+        return await resp.json()  # type: ignore[no-any-return]
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synth.testing")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("stub", help="serve the fault-injecting OpenAI-compatible stub")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0)
+    p.add_argument("--jitter", type=float, default=0.0)
+    p.add_argument("--max-inflight", type=int, default=None)
+    p.add_argument("--rpm", type=int, default=None)
+    p.add_argument("--retry-after", type=float, default=1.0)
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--bad-json-rate", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the stub only listens on loopback")
+
+    async def serve() -> None:
+        stub = StubServer(
+            latency=args.latency,
+            jitter=args.jitter,
+            max_inflight=args.max_inflight,
+            rpm=args.rpm,
+            retry_after=args.retry_after,
+            error_rate=args.error_rate,
+            bad_json_rate=args.bad_json_rate,
+            seed=args.seed,
+            host=args.host,
+            port=args.port,
+        )
+        async with stub:
+            print(stub.url, flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

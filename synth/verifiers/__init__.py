@@ -1,0 +1,1 @@
+"""Built-in verifiers; each module registers its own with `@registry.verifier`."""

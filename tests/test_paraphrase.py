@@ -1,0 +1,199 @@
+"""The paraphrase step and its verifiers (novelty, meaning judge), with a scripted model,
+and one small run of the shipped recipe on the real local model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from text_fixtures import (
+    ROOT,
+    check,
+    local_model_missing,
+    make_ctx,
+    obeying_judge,
+    run_step,
+    take,
+    user_part,
+)
+
+from synth.errors import LLMResponseError
+from synth.records import Record, child_id, read_jsonl
+from synth.registry import lookup
+from synth.testing import ScriptedLLM
+from synth.verifiers.judge import make_judge
+from synth.verifiers.novelty import novelty
+
+SYNONYMS = {"my": "the", "i": "we", "order": "purchase", "please": "kindly", "was": "got"}
+
+
+def reword(text: str) -> str:
+    """A fake paraphraser: swaps a few words and reverses the sentence order, so the
+    meaning words stay while the word n-grams change."""
+    sentences = [s.strip() for s in text.replace("!", ".").split(".") if s.strip()]
+    out = []
+    for s in reversed(sentences):
+        words = [SYNONYMS.get(w.lower(), w) for w in s.split()]
+        out.append(" ".join(reversed(words)).capitalize())
+    return "In short: " + ". ".join(out) + "."
+
+
+def paraphraser(messages: list[dict[str, str]], **_: object) -> str:
+    return reword(user_part(messages, "Text:\n"))
+
+
+def copier(messages: list[dict[str, str]], **_: object) -> str:
+    return user_part(messages, "Text:\n")
+
+
+def tickets(n: int) -> list[Record]:
+    source = lookup("step", "faker").factory(template="support-tickets")
+    return take(source, make_ctx(), n)
+
+
+def paraphrase(**config: object) -> object:
+    return lookup("step", "paraphrase").factory(**config)
+
+
+MEANING = {
+    "task": "Judge the paraphrase.",
+    "criteria": [{"name": "meaning", "description": "same?"}],
+    "scale": {1: "different", 5: "same"},
+    "threshold": 3.5,
+    "show": {"original": "meta.originals.body", "paraphrase": "data.body"},
+}
+
+
+def test_k_paraphrases_per_record_keep_labels_and_lineage() -> None:
+    parents = tickets(3)
+    llm = ScriptedLLM(paraphraser)
+    out = run_step(paraphrase(fields=["body"], k=2), parents, make_ctx(llm))
+    assert len(out) == 6 and len(llm.calls) == 6
+    for j, child in enumerate(out):
+        parent = parents[j // 2]
+        assert child.id == child_id(parent, "paraphrase", j % 2)
+        assert child.meta["parents"] == [parent.id]
+        assert child.meta["index"] == parent.meta["index"]
+        assert child.meta["originals"]["body"] == parent.data["body"]
+        assert child.data["body"] == reword(parent.data["body"])
+        assert {k: v for k, v in child.data.items() if k != "body"} == {
+            k: v for k, v in parent.data.items() if k != "body"
+        }
+        assert child.meta["paraphrase"]["k"] == j % 2
+        assert set(child.meta["paraphrase"]["variety"]) >= {"style", "register", "length"}
+        assert child.meta["llm_calls"][-1]["template_hash"]
+    # n_index tells samples of one prompt apart (distinct cache entries, distinct answers)
+    assert [c.params["n_index"] for c in llm.calls[:2]] == [0, 1]
+
+
+def test_variety_is_deterministic_and_reaches_the_prompt() -> None:
+    parents = tickets(2)
+    variety = {"style": ["pirate"], "persona": ["a lighthouse keeper"]}
+    runs = []
+    for _ in range(2):
+        llm = ScriptedLLM(paraphraser)
+        out = run_step(paraphrase(fields=["body"], k=3, variety=variety), parents, make_ctx(llm))
+        runs.append([(r.id, json.dumps(r.meta["paraphrase"], sort_keys=True)) for r in out])
+        prompt = llm.calls[0].messages[-1]["content"]
+        assert "pirate" in prompt and "a lighthouse keeper" in prompt
+    assert runs[0] == runs[1]
+
+
+def test_a_copy_is_rejected_before_the_judge_is_asked() -> None:
+    parent = tickets(1)
+    copies = run_step(paraphrase(fields=["body"], k=1), parent, make_ctx(ScriptedLLM(copier)))
+    assert copies[0].data["body"] == parent[0].data["body"]
+    judge_llm = ScriptedLLM(obeying_judge(["meaning"], honest=5))
+    chain = [("novelty", novelty(field="body")), ("meaning", make_judge(**MEANING))]
+    rec, verdict = check(chain, copies[0], make_ctx(judge_llm))
+    assert (verdict.ok, verdict.reason) == (False, "near_copy")
+    assert "jaccard 1.00" in verdict.detail
+    assert judge_llm.calls == []  # short-circuit: the copy cost no judge call
+    assert rec.meta["verdicts"][0]["verifier"] == "novelty"
+
+
+def test_a_real_rewrite_passes_novelty_and_the_judge() -> None:
+    parent = tickets(1)
+    [child] = run_step(paraphrase(fields=["body"], k=1), parent, make_ctx(ScriptedLLM(paraphraser)))
+    judge_llm = ScriptedLLM(obeying_judge(["meaning"], honest=5))
+    chain = [("novelty", novelty(field="body")), ("meaning", make_judge(**MEANING))]
+    rec, verdict = check(chain, child, make_ctx(judge_llm))
+    assert verdict.ok, rec.meta["verdicts"]
+    shown = judge_llm.calls[0].messages[-1]["content"]
+    assert json.dumps(parent[0].data["body"])[1:20] in shown  # the original, as data
+
+
+def test_meaning_lost_is_rejected_with_the_judges_reason() -> None:
+    parent = tickets(1)
+    [child] = run_step(paraphrase(fields=["body"], k=1), parent, make_ctx(ScriptedLLM(paraphraser)))
+    judge_llm = ScriptedLLM([{"reason": "the order number is gone", "meaning": 2}])
+    rec, verdict = check([("meaning", make_judge(**MEANING))], child, make_ctx(judge_llm))
+    assert (verdict.ok, verdict.reason) == (False, "judge_low_score")
+    assert "the order number is gone" in rec.meta["verdicts"][-1]["detail"]
+
+
+def test_failed_calls_drop_the_child_and_are_counted() -> None:
+    parents = tickets(2)
+    llm = ScriptedLLM([LLMResponseError("garbled"), "A fine rewrite of the ticket text here."])
+    ctx = make_ctx(llm)
+    out = run_step(paraphrase(fields=["body"], k=1, concurrency=1), parents, ctx)
+    assert len(out) == 1 and out[0].meta["parents"] == [parents[1].id]
+    assert ctx.stats["paraphrase_failed_llm_response_error"] == 1
+
+
+def test_model_chatter_around_the_rewrite_is_removed() -> None:
+    parent = tickets(1)
+    llm = ScriptedLLM(['Sure! Here is the rewritten text: "Kindly refund the purchase."'])
+    [child] = run_step(paraphrase(fields=["body"], k=1), parent, make_ctx(llm))
+    assert child.data["body"] == "Kindly refund the purchase."
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    labels=st.dictionaries(
+        st.text("abcdefgh", min_size=1, max_size=6).filter(lambda k: k != "text"),
+        st.one_of(st.integers(), st.text(max_size=10), st.booleans(), st.none()),
+        max_size=5,
+    ),
+    text=st.text(min_size=1, max_size=80).filter(str.strip),
+)
+def test_every_other_field_is_carried_over_unchanged(labels: dict[str, object], text: str) -> None:
+    parent = Record("p", {**labels, "text": text}, {"index": 0})
+    out = run_step(paraphrase(k=2), [parent], make_ctx(ScriptedLLM(lambda m, **_: "rewritten")))
+    assert [{k: v for k, v in r.data.items() if k != "text"} for r in out] == [labels, labels]
+
+
+@given(st.text(min_size=3, max_size=200).filter(lambda t: len(t.split()) >= 1))
+@settings(max_examples=50, deadline=None)
+def test_novelty_always_rejects_an_exact_copy(text: str) -> None:
+    rec = Record("x", {"body": text}, {"originals": {"body": text}})
+    verdict = asyncio.run(novelty(field="body")(rec, make_ctx()))
+    assert not verdict.ok
+
+
+# --------------------------------------------------------------------------- real model
+
+
+@pytest.mark.slow
+@pytest.mark.local_model
+def test_shipped_recipe_on_the_local_model(tmp_path: object) -> None:
+    reason = local_model_missing()
+    if reason:
+        pytest.skip(reason)
+    from synth import api
+
+    out = tmp_path / "run"  # type: ignore[operator]
+    result = asyncio.run(
+        api.run(ROOT / "recipes" / "paraphrase-support-tickets.yaml", n=2, seed=3, out=out)
+    )
+    assert result.kept >= 1, result.manifest
+    kept = list(read_jsonl(out / "data.jsonl"))
+    assert all(r.meta["originals"]["body"] != r.data["body"] for r in kept)
+    assert all(r.data["label"] == r.data["category"] for r in kept)
+    for line in (out / "rejects.jsonl").read_text().splitlines():
+        assert json.loads(line)["meta"]["reject_reason"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["kept"] == result.kept

@@ -1,0 +1,314 @@
+"""The containment battery: hostile code run through the default backend, judged from
+outside the sandbox (host files, host processes, the test process itself, a real
+loopback listener), then the pool must still judge a normal job correctly."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sandbox_kit import (
+    SETTINGS,
+    healthy,
+    needs_node,
+    needs_root,
+    processes_of,
+    run,
+    slot_uids,
+)
+
+pytestmark = needs_root
+
+
+def attack(body: str) -> str:
+    return "import os, sys, time\n\ndef attack():\n" + textwrap.indent(
+        textwrap.dedent(body), "    "
+    )
+
+
+def test_infinite_loop_is_a_timeout() -> None:
+    t0 = time.monotonic()
+    out = run(attack("while True:\n    pass\n"))
+    assert out.reason == "timeout" and not out.ok
+    assert time.monotonic() - t0 < 6
+    assert "test_attack" in out.detail  # the parent knows which test was running
+
+
+def test_sleep_forever_hits_the_wall_limit() -> None:
+    t0 = time.monotonic()
+    out = run(attack("time.sleep(3600)\n"))
+    assert out.reason == "timeout"
+    assert time.monotonic() - t0 < 6
+
+
+def test_blocking_on_stdin_gets_eof_not_a_hang() -> None:
+    t0 = time.monotonic()
+    out = run(attack("return int(input()) + 1\n"))
+    assert out.reason == "tests_failed" and "EOFError" in out.tests[0].error
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_fork_bomb_is_contained_and_cleaned_up() -> None:
+    out = run(
+        attack(
+            """
+            n = 0
+            while True:
+                try:
+                    if os.fork() == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                    n += 1
+                except OSError:
+                    print("forks", n)
+                    time.sleep(0.1)
+                    return n
+            """
+        )
+    )
+    assert not out.ok
+    forks = [int(w) for w in out.stdout.split() if w.isdigit()]
+    assert forks and forks[0] <= SETTINGS.limits.nproc  # RLIMIT_NPROC bit (not root)
+    assert processes_of(slot_uids()) == []
+    healthy()
+
+
+def test_memory_bomb_is_a_memory_verdict() -> None:
+    out = run(attack("blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))\n"))
+    assert out.reason == "memory", out.feedback()
+    healthy()
+
+
+def test_disk_fill_stops_at_the_job_quota() -> None:
+    out = run(
+        attack(
+            """
+            total = 0
+            for i in range(1000):
+                try:
+                    with open(f"fill{i}", "wb") as fh:
+                        for _ in range(4):
+                            fh.write(b"x" * (1 << 20))
+                            total += 1 << 20
+                except OSError as exc:
+                    print("stopped", total >> 20, type(exc).__name__)
+                    break
+            return 0
+            """
+        )
+    )
+    words = out.stdout.split()
+    assert "stopped" in words
+    written_mb = int(words[words.index("stopped") + 1])
+    assert written_mb <= SETTINGS.disk_mb  # tmpfs quota, not the host disk
+    healthy()
+
+
+def test_huge_output_is_an_output_limit_without_buffering_it() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.monotonic()
+    out = run(attack("chunk = 'y' * 65536\nfor _ in range(8192):\n    print(chunk)\n"))
+    assert out.reason == "output_limit"
+    assert time.monotonic() - t0 < 5
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 64 * 1024  # 512 MiB printed; the parent kept only a capped slice
+
+
+def test_writing_outside_the_job_dir_reaches_nothing_on_the_host(tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex
+    home = Path.home()
+    targets = [
+        f"/tmp/{tag}",
+        f"/var/tmp/{tag}",
+        f"/dev/shm/{tag}",
+        f"{home}/{tag}",
+        f"{tmp_path}/{tag}",
+        f"{Path.cwd()}/{tag}",
+        f"/etc/{tag}",
+        f"/usr/{tag}",
+        f"/{tag}",
+    ]
+    out = run(
+        attack(
+            f"""
+            for path in {targets!r}:
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("pwned")
+                    print("wrote", path)
+                except OSError as exc:
+                    print("refused", path, type(exc).__name__)
+            return 1
+            """
+        )
+    )
+    for path in targets:
+        assert not os.path.exists(path), f"{path} was written on the host"
+    # /tmp inside the jail is the job's own directory: a write there is private.
+    assert "refused /usr/" in out.stdout and f"refused /etc/{tag}" in out.stdout
+
+
+def test_persisting_into_site_packages_fails(tmp_path: Path) -> None:
+    import site
+    import sys
+
+    dirs = {*site.getsitepackages(), f"{sys.base_prefix}/lib/python3.11/site-packages"}
+    dirs |= {"/usr/lib/python3/dist-packages", "/usr/local/lib/python3.11/dist-packages"}
+    tag = uuid.uuid4().hex
+    paths = [f"{d}/{tag}.pth" for d in sorted(dirs)]
+    out = run(
+        attack(
+            f"""
+            import sysconfig
+            paths = {paths!r} + [sysconfig.get_paths()["purelib"] + "/{tag}.pth"]
+            for path in paths:
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("import os; os.system('touch /tmp/{tag}')")
+                    print("wrote", path)
+                except OSError as exc:
+                    print("refused", type(exc).__name__)
+            return 1
+            """
+        )
+    )
+    assert "wrote" not in out.stdout
+    for path in paths:
+        assert not os.path.exists(path)
+    again = run(f"import sys\n\ndef attack():\n    return int('{tag}' in str(sys.modules))\n")
+    assert again.reason == "tests_failed"  # nothing persisted into the next job
+
+
+def test_parent_secrets_never_reach_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-" + uuid.uuid4().hex
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
+    fresh = SETTINGS.__class__(**{**SETTINGS.__dict__, "workers": 1})  # started with it set
+    me = os.getpid()
+    out = run(
+        attack(
+            f"""
+            seen = [repr(dict(os.environ))]
+            for pid in os.listdir("/proc"):
+                for name in ("environ", "cmdline"):
+                    try:
+                        seen.append(open(f"/proc/{{pid}}/{{name}}", "rb").read().decode())
+                    except OSError as exc:
+                        seen.append(type(exc).__name__)
+            for path in ("/proc/{me}/environ", "/proc/1/environ", "/proc/self/environ"):
+                try:
+                    seen.append(open(path, "rb").read().decode())
+                except OSError as exc:
+                    seen.append(type(exc).__name__)
+            print("\\n".join(seen))
+            return 1
+            """
+        ),
+        settings=fresh,
+    )
+    blob = out.stdout + out.stderr + repr(out.as_dict())
+    assert "OPENAI_API_KEY" not in blob and secret not in blob
+    assert "PATH" in out.stdout  # the job did print its environment
+
+
+def test_no_socket_even_to_loopback() -> None:
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(0.5)
+        port = srv.getsockname()[1]
+        out = run(
+            attack(
+                f"""
+                import socket
+                for family in (socket.AF_INET, socket.AF_INET6):
+                    try:
+                        s = socket.socket(family)
+                        s.connect(("127.0.0.1" if family == socket.AF_INET else "::1", {port}))
+                        print("connected")
+                    except OSError as exc:
+                        print("blocked", type(exc).__name__)
+                return 1
+                """
+            )
+        )
+        with pytest.raises(TimeoutError):
+            srv.accept()
+    assert "connected" not in out.stdout and out.stdout.count("blocked") == 2
+
+
+def test_killing_the_parent_fails() -> None:
+    me = os.getpid()
+    out = run(
+        attack(
+            f"""
+            import signal
+            for target in ({me}, os.getppid(), 1, -1, 0):
+                try:
+                    os.kill(target, signal.SIGKILL) if target else os.killpg(1, 9)
+                    print("sent", target)
+                except OSError as exc:
+                    print("refused", target, type(exc).__name__)
+            return 1
+            """
+        )
+    )
+    assert f"refused {me}" in out.stdout  # the host pid does not even exist in the jail
+    healthy()  # the test process and both fork servers survived
+
+
+def test_daemonised_child_is_killed_and_reaped() -> None:
+    out = run(
+        attack(
+            """
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.closerange(0, 64)
+                    while True:
+                        time.sleep(0.05)
+                os._exit(0)
+            time.sleep(0.1)
+            return 1
+            """
+        )
+    )
+    assert out.ok  # the attack itself "passes": what matters is what it left behind
+    assert processes_of(slot_uids()) == []
+    healthy()
+
+
+@needs_node
+def test_javascript_jobs_are_jailed_the_same_way() -> None:
+    tag = uuid.uuid4().hex
+    sol = textwrap.dedent(
+        f"""
+        const fs = require('fs');
+        function leak() {{
+          const out = [JSON.stringify(process.env)];
+          for (const p of ['/tmp/{tag}', '/usr/{tag}', '{Path.cwd()}/{tag}']) {{
+            try {{ fs.writeFileSync(p, 'x'); out.push('wrote ' + p); }}
+            catch (e) {{ out.push('refused ' + e.code); }}
+          }}
+          return out.join('\\n');
+        }}
+        function spin() {{ for (;;) {{}} }}
+        module.exports = {{ leak, spin }};
+        """
+    )
+    tests = (
+        "test('leak', () => { console.log(leak()); assertTrue(true); });\n"
+        "test('spin', () => { spin(); });\n"
+    )
+    out = run(sol, tests, language="javascript")
+    assert out.reason == "timeout"
+    assert "OPENAI_API_KEY" not in out.stdout and "wrote /usr" not in out.stdout
+    assert not os.path.exists(f"/tmp/{tag}") and not os.path.exists(f"{Path.cwd()}/{tag}")
+    assert processes_of(slot_uids()) == []
+    healthy()
