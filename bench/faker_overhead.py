@@ -180,6 +180,9 @@ def main() -> int:
         print(f"1 worker  : {one:10,.0f} records/s")
         print(f"2 workers : {two:10,.0f} records/s")
         print(f"speed-up  : {two / one:10.2f}x   (target >= 1.7x; cores here: {os.cpu_count()})")
+        load = os.getloadavg()[0]
+        if load > (os.cpu_count() or 1) * 0.5:
+            print(f"note: load average {load:.1f} during the bench: other processes compete")
     return 0
 
 

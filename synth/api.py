@@ -13,8 +13,10 @@ from . import shards
 from .context import Context
 from .engine import COMPLETE, MAX_ATTEMPTS, MAX_SECONDS, Clock, Limits, Tally, open_llm, outcomes
 from .errors import ConfigError
+from .executors import Executor, get_executor
 from .recipe import Recipe, from_dict, load
 from .records import Record, read_jsonl
+from .shards import plan as plan_shards
 from .sink import DATA, REJECTS, RunDir
 
 RecipeRef = str | Path | Recipe | dict[str, Any]
@@ -69,6 +71,8 @@ async def run(
     model: str | None = None,
     input: str | Path | None = None,
     workers: int = 1,
+    executor: str | Executor = "local",
+    shards: int | None = None,
     force: bool = False,
     no_cache: bool = False,
     max_attempts: int | None = None,
@@ -79,15 +83,21 @@ async def run(
 ) -> RunResult:
     """Generate `n` records that pass the recipe's verifiers into `out` (default
     `out/<recipe name>`). Re-running with the same arguments resumes a killed run and does
-    nothing for a finished one; a directory holding another run is refused unless `force`."""
+    nothing for a finished one; a directory holding another run is refused unless `force`.
+    `executor="ray"` runs `shards` shards (default: the cluster's CPUs) as Ray tasks;
+    the records are the ones the local executor writes for the same number of shards."""
     if n < 1:
         raise ConfigError("n must be at least 1", path="n", expected="an integer >= 1", found=n)
     if workers < 1:
         raise ConfigError("workers must be at least 1", path="--workers", found=workers)
+    if shards is not None and shards < 1:
+        raise ConfigError("shards must be at least 1", path="--shards", found=shards)
+    exe = get_executor(executor)
     rec = resolve(recipe, settings=settings, model=model, input=input)
     budget = _budget(rec, max_attempts, max_seconds, max_cost_usd, max_tokens)
     attempts = budget["max_attempts"] or rec.budget.attempts_for(n)
-    plan = shards.plan(n, workers, attempts)
+    workers = exe.shard_count(workers=workers, shards=shards)  # shards: the run's identity
+    plan = plan_shards(n, workers, attempts)
     out_dir = Path(out) if out is not None else Path("out") / rec.name
     payload = {
         "raw": rec.raw,
@@ -104,7 +114,7 @@ async def run(
     top = RunDir(out_dir, identity, force=force)
     state = top.open(_base_manifest(rec, seed=seed, n=n, budget=budget, workers=workers))
     try:
-        if workers == 1:
+        if workers == 1 and exe.in_process:
             return await _run_one(
                 rec,
                 plan[0],
@@ -117,7 +127,7 @@ async def run(
             )
         if state.finished:
             return RunResult(out_dir, state.manifest, True, True)
-        manifest = await shards.run_parallel(
+        manifest = await exe.run(
             payload, plan, top, elapsed_before=state.elapsed, on_progress=on_progress
         )
         return RunResult(out_dir, manifest, resumed=state.resumed)

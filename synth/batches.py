@@ -75,7 +75,7 @@ def open_batch(path: str | Path) -> Batch:
     if path.is_file():
         return Batch(path, path, None, False)
     raise ConfigError(
-        "synthetic input not found",
+        "input not found",
         file=str(path),
         expected="a synth run directory or a JSONL file",
         fix="check the path",

@@ -105,7 +105,16 @@ class ResponseCache:
         e = entry
         self.db.execute(
             "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, e.model, e.text, e.input_tokens, e.output_tokens, e.cost_usd, e.finish_reason, time.time()),
+            (
+                key,
+                e.model,
+                e.text,
+                e.input_tokens,
+                e.output_tokens,
+                e.cost_usd,
+                e.finish_reason,
+                time.time(),
+            ),
         )
 
     def close(self) -> None:

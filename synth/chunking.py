@@ -180,12 +180,29 @@ def chunk(
         chunks.append(Chunk(doc, len(chunks), start, _rstrip(text, start, end), total))
         if j >= len(spans):
             break
-        k, back = j, 0  # walk back from the end while the tail fits in `overlap`
+        k, back = j, 0  # walk back from the end while whole sentences fit in `overlap`
         while k - 1 > i and back + spans[k - 1][2] <= overlap:
             k -= 1
             back += spans[k][2]
+        if k == j and overlap > 0:  # the last sentence alone is too long: share its tail
+            s, e, _n = spans[j - 1]
+            cut = _tail_start(text, s, e, overlap, count)
+            if s < cut < e:
+                spans[j - 1 : j] = [(s, cut, count(text[s:cut])), (cut, e, count(text[cut:e]))]
+                k = j  # the tail piece
         i = k
     return chunks
+
+
+def _tail_start(text: str, s: int, e: int, budget: int, count: TokenCounter) -> int:
+    """Where the longest run of whole words ending at `e` that fits in `budget` starts."""
+    starts = [m.start() + s for m in re.finditer(r"\S+", text[s:e])]
+    cut = e
+    for w in reversed(starts):
+        if count(text[w:e]) > budget:
+            break
+        cut = w
+    return cut
 
 
 def _split_long(

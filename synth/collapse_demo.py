@@ -280,7 +280,9 @@ def gaussian_toy(
     return {k: np.median(np.array(v), axis=0).tolist() for k, v in out.items()}
 
 
-def draw(results: dict[str, list[dict[str, Any]]], gauss: dict[str, list[float]], path: Path) -> None:
+def draw(
+    results: dict[str, list[dict[str, Any]]], gauss: dict[str, list[float]], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("svg", force=False)
@@ -308,7 +310,9 @@ def draw(results: dict[str, list[dict[str, Any]]], gauss: dict[str, list[float]]
 
 
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    lines = [f"{'regime':<16}{'gen':>4}{'distinct-2':>12}{'rare-recall':>13}{'x-entropy':>11}  monitor"]
+    lines = [
+        f"{'regime':<16}{'gen':>4}{'distinct-2':>12}{'rare-recall':>13}{'x-entropy':>11}  monitor"
+    ]
     for regime, rows in results.items():
         for r in rows:
             lines.append(f"{regime:<16}{r['generation']:>4}{r['distinct_2']:>12.4f}"
@@ -319,6 +323,7 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
 
 def verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The claims the demo makes, checked on its own numbers."""
+
     def ratio(regime: str) -> float:
         rows = results[regime]
         return float(rows[-1]["distinct_2"] / rows[0]["distinct_2"])
@@ -326,17 +331,23 @@ def verdict(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     def flagged(regime: str) -> bool:
         return any(r.get("monitor") == "fail" for r in results[regime])
 
-    out = {f"{k}_distinct2_last_over_first": ratio(k) for k in results}
-    out["replace_falls_by_more_than_half"] = ratio("replace") < 0.5
-    out["mixer_within_15pct"] = abs(ratio("mixer") - 1.0) <= 0.15
-    if all("monitor" in r for rows in results.values() for r in rows):
-        out["monitor_flags_replace"] = flagged("replace")
-        out["monitor_quiet_on_mixer"] = not flagged("mixer")
+    out: dict[str, Any] = {f"{k}_distinct2_last_over_first": ratio(k) for k in results}
+    monitored = all("monitor" in r for rows in results.values() for r in rows)
+    if "replace" in results:
+        out["replace_falls_by_more_than_half"] = ratio("replace") < 0.5
+        if monitored:
+            out["monitor_flags_replace"] = flagged("replace")
+    if "mixer" in results:
+        out["mixer_within_15pct"] = abs(ratio("mixer") - 1.0) <= 0.15
+        if monitored:
+            out["monitor_quiet_on_mixer"] = not flagged("mixer")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m synth.collapse_demo", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m synth.collapse_demo", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--out", default="out/collapse-demo")
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
@@ -383,8 +394,16 @@ def demo(
     with tempfile.TemporaryDirectory() as tmp:
         base = work or Path(tmp)
         return {
-            r: run_regime(r, vocab, real, held, generations=generations, seed=seed,
-                          work=base / r, monitor=monitor)  # fmt: skip
+            r: run_regime(
+                r,
+                vocab,
+                real,
+                held,
+                generations=generations,
+                seed=seed,
+                work=base / r,
+                monitor=monitor,
+            )  # fmt: skip
             for r in regimes
         }
 

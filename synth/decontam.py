@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ class EvalIndex:
 
     @classmethod
     def from_texts(
-        cls, named: dict[str, Sequence[str]], config: DecontamConfig | None = None
+        cls, named: Mapping[str, Sequence[str]], config: DecontamConfig | None = None
     ) -> EvalIndex:
         config = config or DecontamConfig()
         wid = WordIds()
@@ -254,7 +254,7 @@ class Decontaminator:
             at = hi
         pieces.append(text[at:])
         keep = [p.strip() for p in pieces if len(p.strip()) >= cfg.min_fragment]
-        self.actions["cut"] += 1
+        self.actions["cut" if keep else "dropped_no_fragment"] += 1
         out = []
         for k, piece in enumerate(keep):
             meta = {
@@ -263,8 +263,6 @@ class Decontaminator:
                 "decontam": {"eval_sets": list(sets), "fragment": k, "of": len(keep)},
             }
             out.append(Record(child_id(rec, "decontam", k), {**rec.data, key: piece}, meta))
-        if not out:
-            self.actions["dropped_no_fragment"] += 1
         return Outcome(out, sets, "cut" if out else "dropped")
 
 

@@ -380,5 +380,7 @@ def _flush(
     text: Callable[[Record], str],
     tag: Callable[[Record], str],
 ) -> Iterator[tuple[Record, Duplicate | None]]:
-    verdicts = deduper.check([text(r) for r in batch], [r.id for r in batch], [tag(r) for r in batch])
+    verdicts = deduper.check(
+        [text(r) for r in batch], [r.id for r in batch], [tag(r) for r in batch]
+    )
     yield from zip(batch, verdicts, strict=True)

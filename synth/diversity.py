@@ -15,6 +15,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,9 +106,7 @@ def measure(
     out["compression_ratio"] = compression_ratio(corpus.texts)
     bleu_docs = corpus.sample(self_bleu_sample, rng)
     out["self_bleu"] = self_bleu(bleu_docs.ids, bleu_docs.lengths)
-    out["rare_coverage"] = (
-        float(_member(uniq, ref.rare).mean()) if ref.rare.size else 1.0
-    )
+    out["rare_coverage"] = float(_member(uniq, ref.rare).mean()) if ref.rare.size else 1.0
     novel = ~_member(ref.bigrams, uniq)
     out["novel_rate"] = float((counts * novel).sum() / counts.sum()) if counts.size else 0.0
     vd = corpus.sample(vendi_sample, rng)
@@ -139,7 +138,7 @@ def self_bleu(ids: np.ndarray, lengths: np.ndarray, max_n: int = 4) -> float:
         grams, counts_per_doc = ngram_hashes(ids, lengths, n)
         doc = np.repeat(np.arange(n_docs), counts_per_doc)
         den = np.bincount(doc, minlength=n_docs).astype(np.float64)
-        num = np.zeros(n_docs)
+        num: np.ndarray = np.zeros(n_docs)
         if grams.size:
             pair = mix64(grams ^ (doc.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
             _, first, c = np.unique(pair, return_index=True, return_counts=True)
@@ -223,3 +222,61 @@ def near_dup_rate(ids: np.ndarray, lengths: np.ndarray) -> float:
     dup = np.zeros(n_docs, dtype=bool)
     dup[sd[later]] = True
     return float(dup.mean())
+
+
+def tail_audit(
+    kept: Sequence[str],
+    rejected: Sequence[str],
+    *,
+    ref: Reference | None = None,
+    tail: float = 0.2,
+    draws: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Does verification cut the distribution's tail?
+
+    Each document of kept+rejected gets a rarity score, the mean surprisal of its bigrams
+    (counts from kept+rejected); the `tail` (20%) rarest documents are the tail. A filter
+    that is neutral to the tail keeps them at its pass rate, so the audit ratio is
+    P(tail | kept) / P(tail): < 0.8 warn, < 0.5 fail. Also reported: rare-bigram coverage
+    of the kept records over that of random subsets of the same size (rare = count <= 2
+    in the anchor reference, or in the batch)."""
+    if not rejected or not kept:
+        return {
+            "status": "ok",
+            "ratio": None,
+            "reason": "nothing rejected to compare",
+            "pass_rate": 1.0,
+        }
+    pre = Corpus.from_texts([*kept, *rejected])
+    grams, counts = pre.ngrams(2)
+    uniq, freq = np.unique(grams, return_counts=True)
+    surprisal = -np.log((freq + 1.0) / (grams.size + uniq.size))
+    per_gram = surprisal[np.searchsorted(uniq, grams)]
+    doc = np.repeat(np.arange(len(pre)), counts)
+    rarity = np.bincount(doc, weights=per_gram, minlength=len(pre)) / np.maximum(counts, 1)
+    k = len(kept)
+    cut = np.quantile(rarity, 1.0 - tail)
+    in_tail = rarity >= cut
+    share = in_tail.mean()
+    ratio = float(in_tail[:k].mean() / share) if share > 0 else 1.0
+    rare = ref.rare if ref is not None and ref.rare.size else uniq[freq <= 2]
+    rng = np.random.default_rng(seed)
+
+    def coverage(c: Corpus) -> float:
+        g, _ = c.ngrams(2)
+        return float(np.isin(rare, g).mean()) if rare.size else 1.0
+
+    expected = float(np.mean([coverage(pre.sample(k, rng)) for _ in range(draws)]))
+    cov_ratio = coverage(pre.take(np.arange(k))) / expected if expected > 0 else 1.0
+    status = "fail" if ratio < 0.5 else "warn" if ratio < 0.8 else "ok"
+    return {
+        "status": status,
+        "ratio": ratio,
+        "coverage_ratio": cov_ratio,
+        "pass_rate": k / (k + len(rejected)),
+        "reason": (
+            f"verifier tail audit: the kept records hold {ratio:.2f}x their share of the "
+            f"{tail:.0%} rarest documents (a tail-neutral filter: 1.0; warn < 0.8, fail < 0.5)"
+        ),
+    }

@@ -121,7 +121,7 @@ Row = tuple[str | None, dict[str, Any], dict[str, Any]]
 
 def _rows(file: Path, kind: str, text_field: str) -> Iterator[Row]:
     if kind in ("jsonl", "jsonl.gz"):
-        opener: Callable[..., TextIO] = gzip.open if kind == "jsonl.gz" else open  # type: ignore[assignment]
+        opener: Callable[..., TextIO] = gzip.open if kind == "jsonl.gz" else open
         with opener(file, "rt", encoding="utf-8") as fh:
             yield from _jsonl_rows(fh, file, text_field)
     elif kind == "csv":
@@ -167,7 +167,7 @@ def _jsonl_rows(fh: TextIO, file: Path, text_field: str) -> Iterator[Row]:
                 "a line is not a JSON object",
                 file=str(file),
                 path=f"line {n}",
-                expected="an object such as {\"text\": ...}",
+                expected='an object such as {"text": ...}',
                 found=type(obj).__name__,
             )
         if isinstance(obj.get("data"), dict) and isinstance(obj.get("id"), str):
@@ -212,8 +212,11 @@ def clean_text(text: str, clean: Clean, stats: Counter[str] | None = None) -> st
 class _Text(HTMLParser):
     _SKIP = frozenset({"script", "style", "head", "noscript", "template"})
     _BLOCK = frozenset(
-        "p div br li ul ol tr table h1 h2 h3 h4 h5 h6 section article header footer pre "
-        "blockquote hr dd dt".split()
+        {
+            *("p", "div", "br", "li", "ul", "ol", "tr", "table", "pre", "blockquote", "hr"),
+            *("h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer"),
+            *("dd", "dt"),
+        }
     )
 
     def __init__(self) -> None:
@@ -258,7 +261,9 @@ _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}"
                    r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d.])")  # fmt: skip
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}(?![\w-])")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,5}){1,4}(?![\w-])"
+)
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
 

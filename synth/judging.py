@@ -59,11 +59,14 @@ class Rubric:
     aggregate: str = "mean"
 
     def schema(self) -> dict[str, Any]:
+        """Scores first, then a bounded reason: small models asked for the reason first
+        ramble, run out of tokens, or copy the data into it and then score at random."""
         scores = {c.name: {"type": "integer", "minimum": 1, "maximum": 5} for c in self.criteria}
+        reason = {"type": "string", "maxLength": 300}
         return {
             "type": "object",
-            "properties": {"reason": {"type": "string"}, **scores},
-            "required": ["reason", *scores],
+            "properties": {**scores, "reason": reason},
+            "required": [*scores, "reason"],
         }
 
     def combine(self, scores: Mapping[str, float]) -> float:
@@ -327,8 +330,11 @@ def _first_word(text: str) -> str:
 
 PAIR_SCHEMA = {
     "type": "object",
-    "properties": {"reason": {"type": "string"}, "winner": {"enum": ["A", "B", "tie"]}},
-    "required": ["reason", "winner"],
+    "properties": {
+        "winner": {"enum": ["A", "B", "tie"]},
+        "reason": {"type": "string", "maxLength": 300},
+    },
+    "required": ["winner", "reason"],
 }
 
 

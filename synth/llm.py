@@ -18,24 +18,28 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import re
 import time
-from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .accounting import Budget, Usage, report
 from .cache import FILENAME, Entry, ResponseCache, request_key
 from .errors import BudgetExceeded, ConfigError, LLMError, LLMResponseError, LLMTransientError
 from .ratelimit import Limiter, Limits
+from .redaction import redact, secret_values
+from .retrying import RetryPolicy, retry_after, retrying
 from .structured import complete_structured
+
+__all__ = ["Completion", "LLMClient", "RetryPolicy", "client_for_run", "estimate"]
 
 Message = dict[str, Any]
 
 # Passed to litellm but not part of what determines the answer: kept out of the cache key.
-_NOT_IN_KEY = frozenset({"timeout", "api_key", "api_base", "base_url", "api_version", "extra_headers"})
+_NOT_IN_KEY = frozenset(
+    {"timeout", "api_key", "api_base", "base_url", "api_version", "extra_headers"}
+)
 _DEFAULT_OUTPUT_TOKENS = 256  # reserved against budgets when a call sets no max_tokens
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,50 +82,6 @@ class Completion:
         return out
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryPolicy:
-    """Retries of transient errors (429, 5xx, timeouts, dropped connections).
-
-    `wait` is any tenacity wait strategy; the default honours `Retry-After` and otherwise
-    backs off exponentially with full jitter. Tests pass `tenacity.wait_none()`."""
-
-    max_attempts: int = 6
-    timeout: float = 120.0  # seconds per attempt
-    wait: Any = None
-    max_wait: float = 60.0
-
-
-@dataclass(slots=True)
-class _Usage:
-    calls: int = 0
-    requests: int = 0
-    cache_hits: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    failures: int = 0
-    rate_limited: int = 0
-    retries: int = 0
-    reasks: int = 0
-    failure_reasons: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "requests": self.requests,
-            "cache_hits": self.cache_hits,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "total_tokens": self.input_tokens + self.output_tokens,
-            "cost_usd": round(self.cost_usd, 8),
-            "failures": self.failures,
-            "failure_reasons": dict(sorted(self.failure_reasons.items())),
-            "rate_limited": self.rate_limited,
-            "retries": self.retries,
-            "reasks": self.reasks,
-        }
-
-
 class LLMClient:
     """The run's model client. One per run; safe to share between concurrent steps."""
 
@@ -141,16 +101,15 @@ class LLMClient:
         self.cache = cache
         self.limits = limits or Limits()
         self.retry = retry or RetryPolicy()
-        self.max_cost_usd, self.max_tokens = max_cost_usd, max_tokens
+        self.budget = Budget(max_cost_usd=max_cost_usd, max_tokens=max_tokens)
         self.reask_limit = reask_limit
         self.litellm_params = dict(litellm_params or {})
-        self._secrets = _secret_values(self.litellm_params)
-        self._usage: dict[str, _Usage] = {}
+        self._secrets = secret_values([self.litellm_params.get("api_key")])
+        self._usage: dict[str, Usage] = {}
         self._limiters: dict[tuple[str, str], Limiter] = {}
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
-        self._spent_cost = self._reserved_cost = 0.0
-        self._spent_tokens = self._reserved_tokens = 0
-        self.stopped_by: str | None = None
+        self._failures_in_a_row = 0
+        self._down: LLMError | None = None
 
     # -- the seam
 
@@ -187,7 +146,11 @@ class LLMClient:
 
             try:
                 parsed, c, reasks = await complete_structured(
-                    call, messages, schema, native=self._native_schema(model), reask_limit=self.reask_limit
+                    call,
+                    messages,
+                    schema,
+                    native=self._native_schema(model),
+                    reask_limit=self.reask_limit,
                 )
             except LLMResponseError:
                 self._stats(model).failure_reasons["invalid_json"] += 1
@@ -210,17 +173,12 @@ class LLMClient:
     def usage(self) -> dict[str, Any]:
         """Calls, cache hits, tokens, cost, failures and 429s, in total and per model.
         Every value is a count, so the usage of a resumed run's processes adds up."""
-        total = _Usage()
-        for u in self._usage.values():
-            for name in ("calls", "requests", "cache_hits", "input_tokens", "output_tokens"):
-                setattr(total, name, getattr(total, name) + getattr(u, name))
-            for name in ("failures", "rate_limited", "retries", "reasks"):
-                setattr(total, name, getattr(total, name) + getattr(u, name))
-            total.cost_usd += u.cost_usd
-            total.failure_reasons.update(u.failure_reasons)
-        out = total.as_dict()
-        out["by_model"] = {m: u.as_dict() for m, u in sorted(self._usage.items())}
-        return out
+        return report(self._usage)
+
+    @property
+    def stopped_by(self) -> str | None:
+        """The cap that stopped this client (`max_cost_usd`, `max_tokens`), if one did."""
+        return self.budget.stopped_by
 
     async def aclose(self) -> None:
         if self.cache is not None:
@@ -239,7 +197,9 @@ class LLMClient:
         send = {k: v for k, v in params.items() if v is not None}
         if response_format is not None:
             send["response_format"] = response_format
-        key = request_key(model, messages, {k: v for k, v in send.items() if k not in _NOT_IN_KEY}, n_index)
+        key = request_key(
+            model, messages, {k: v for k, v in send.items() if k not in _NOT_IN_KEY}, n_index
+        )
         u = self._stats(model)
         u.calls += 1
         if self.cache is not None:
@@ -249,8 +209,15 @@ class LLMClient:
                 return _from_entry(hit, model)
         pending = self._inflight.get(key)
         if pending is not None:  # the same request is already on its way: share its answer
+            try:
+                shared = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # we were cancelled ourselves
+                u.calls -= 1  # its owner was cancelled, not us: ask ourselves
+                return await self._call(model, messages, params, n_index, response_format)
             u.cache_hits += 1
-            return replace(await asyncio.shield(pending), cached=True, cost_usd=0.0)
+            return replace(shared, cached=True, cost_usd=0.0)
         fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         if model.startswith("local/") and "seed" not in send:
@@ -259,6 +226,9 @@ class LLMClient:
             send = {**send, "seed": int(key[:8], 16)}
         try:
             c = await self._fetch(model, messages, send, u)
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: sharers re-raise it, nobody else needs to
@@ -268,86 +238,83 @@ class LLMClient:
         fut.set_result(c)
         if self.cache is not None:
             self.cache.put(
-                key, Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd, c.finish_reason)
+                key,
+                Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd, c.finish_reason),
             )
         return c
 
-    async def _fetch(self, model: str, messages: list[Message], send: dict[str, Any], u: _Usage) -> Completion:
-        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
+    async def _fetch(
+        self, model: str, messages: list[Message], send: dict[str, Any], u: Usage
+    ) -> Completion:
+        if self._down is not None:
+            raise self._down
         est_in = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4
-        est_out = int(send.get("max_tokens") or send.get("max_completion_tokens") or _DEFAULT_OUTPUT_TOKENS)
+        est_out = int(
+            send.get("max_tokens") or send.get("max_completion_tokens") or _DEFAULT_OUTPUT_TOKENS
+        )
         price_in, price_out = _price(model)
-        est_cost = est_in * price_in + est_out * price_out
-        self._reserve(est_cost, est_in + est_out)
+        est_cost, est_tokens = est_in * price_in + est_out * price_out, est_in + est_out
         limiter = self._limiter(model)
 
         def count_retry(state: Any) -> None:
             u.retries += 1
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(LLMTransientError),
-            stop=stop_after_attempt(self.retry.max_attempts),
-            wait=self.retry.wait if self.retry.wait is not None else _default_wait(self.retry.max_wait),
-            before_sleep=count_retry,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
+            async for attempt in retrying(self.retry, on_retry=count_retry):
                 with attempt:
-                    ticket = await limiter.acquire(est_in + est_out)
+                    ticket = await limiter.acquire(est_tokens)
+                    try:
+                        # Reserved only once admitted, so calls queued behind the limiter
+                        # do not use up the budget of calls actually on their way.
+                        self.budget.reserve(est_cost, est_tokens)
+                    except BudgetExceeded:
+                        limiter.release(ticket, ok=False)
+                        raise
                     u.requests += 1
                     try:
                         c = await self._transport(model, messages, send)
                     except LLMTransientError as exc:
                         limited = exc.status == 429
                         u.rate_limited += limited
-                        limiter.release(ticket, rate_limited=limited, retry_after=exc.retry_after, ok=False)
+                        limiter.release(
+                            ticket, rate_limited=limited, retry_after=exc.retry_after, ok=False
+                        )
                         raise
                     except BaseException:
                         limiter.release(ticket, ok=False)
                         raise
+                    finally:
+                        self.budget.release(est_cost, est_tokens)
                     limiter.release(ticket, tokens=c.total_tokens)
+        except BudgetExceeded:
+            raise
         except LLMError as exc:
             u.failures += 1
             u.failure_reasons[_reason(exc)] += 1
+            if isinstance(exc, LLMTransientError):
+                self._failures_in_a_row += 1
+                if self._failures_in_a_row >= self.retry.max_consecutive_failures:
+                    self._down = LLMError(
+                        f"{model}: {self._failures_in_a_row} calls in a row failed after "
+                        f"{self.retry.max_attempts} attempts each (last: {exc}); stopping the "
+                        "run. Check the endpoint, then run the same command again to resume."
+                    )
+                    raise self._down from exc
             raise
-        finally:
-            self._reserved_cost -= est_cost
-            self._reserved_tokens -= est_in + est_out
+        self._failures_in_a_row = 0
         if not c.cost_usd and (price_in or price_out):
             c = replace(c, cost_usd=c.input_tokens * price_in + c.output_tokens * price_out)
-        self._spent_cost += c.cost_usd
-        self._spent_tokens += c.total_tokens
+        self.budget.spend(c.cost_usd, c.total_tokens)
         u.input_tokens += c.input_tokens
         u.output_tokens += c.output_tokens
         u.cost_usd += c.cost_usd
         return c
 
-    def _reserve(self, cost: float, tokens: int) -> None:
-        """Refuse a call that could take the run past a cap; once refused, refuse all."""
-        if self.stopped_by is None:
-            if self.max_tokens is not None and (
-                self._spent_tokens + self._reserved_tokens + tokens > self.max_tokens
-            ):
-                self.stopped_by = "max_tokens"
-            elif self.max_cost_usd is not None and (
-                self._spent_cost + self._reserved_cost + cost > self.max_cost_usd
-            ):
-                self.stopped_by = "max_cost_usd"
-        if self.stopped_by is not None:
-            spent = (
-                f"${self._spent_cost:.4f} of ${self.max_cost_usd}"
-                if self.stopped_by == "max_cost_usd"
-                else f"{self._spent_tokens} of {self.max_tokens} tokens"
-            )
-            raise BudgetExceeded(f"LLM budget reached: {spent} spent", reason=self.stopped_by)
-        self._reserved_cost += cost
-        self._reserved_tokens += tokens
-
     # -- litellm
 
-    async def _transport(self, model: str, messages: list[Message], send: dict[str, Any]) -> Completion:
+    async def _transport(
+        self, model: str, messages: list[Message], send: dict[str, Any]
+    ) -> Completion:
         lib = _litellm()
         if model.startswith("local/"):
             await _ensure_local(lib, model)
@@ -395,13 +362,13 @@ class LLMClient:
             limits = self.limits
             if provider == "local":  # one llama.cpp context: queue here, not in threads
                 limits = replace(limits, max_concurrency=1, adaptive=False)
-            limiter = self._limiters[key] = Limiter(limits)
+            limiter = self._limiters[key] = Limiter(limits, name=model)
         return limiter
 
-    def _stats(self, model: str) -> _Usage:
+    def _stats(self, model: str) -> Usage:
         u = self._usage.get(model)
         if u is None:
-            u = self._usage[model] = _Usage()
+            u = self._usage[model] = Usage()
         return u
 
 
@@ -444,11 +411,19 @@ def client_for_run(
     )
 
 
-def estimate(recipe: Any, n: int, *, samples: int = 3) -> dict[str, Any]:
+def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[str, Any]:
     """Dry-run estimate of calls, tokens and cost for `n` records (see `synth.dryrun`)."""
     from .dryrun import estimate as _estimate
 
-    return _estimate(recipe, n, samples=samples)
+    return _estimate(recipe, n, samples=samples, seed=seed)
+
+
+def count_tokens(model: str, messages: list[Message]) -> int:
+    """Prompt tokens of `messages` for `model` (litellm's tokenizer; chars/4 if it fails)."""
+    try:
+        return int(_litellm().token_counter(model=model, messages=messages))
+    except Exception:  # an unknown tokenizer must not stop an estimate
+        return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4
 
 
 def price(model: str) -> tuple[float, float]:
@@ -473,10 +448,14 @@ def _litellm() -> Any:
 
         import litellm
 
+        from . import local_model
+
         # litellm builds each call's coroutine in a worker thread and awaits it back on the
         # loop; a call cancelled in between (a run that reached n) leaves it unawaited.
         warnings.filterwarnings(
-            "ignore", message=r"coroutine '.*acompletion' was never awaited", category=RuntimeWarning
+            "ignore",
+            message=r"coroutine '.*acompletion' was never awaited",
+            category=RuntimeWarning,
         )
 
         litellm.suppress_debug_info = True
@@ -487,7 +466,7 @@ def _litellm() -> Any:
             logging.getLogger(name).setLevel(logging.ERROR)
         litellm.custom_provider_map = [
             *[p for p in litellm.custom_provider_map if p.get("provider") != "local"],
-            {"provider": "local", "custom_handler": _local_provider()},
+            {"provider": "local", "custom_handler": local_model.litellm_provider(litellm)},
         ]
         _lib = litellm
     return _lib
@@ -495,12 +474,16 @@ def _litellm() -> Any:
 
 def _after_first_call() -> None:
     # litellm keeps hundreds of thousands of long-lived objects (its model map, schemas,
-    # lazily imported providers). Moving them out of the cyclic GC's reach once they exist
-    # cuts the client's CPU per request by about a fifth (bench/llm_throughput.py).
+    # lazily imported providers) and allocates thousands more per call. Moving the
+    # long-lived ones out of the cyclic GC's reach once they exist, and collecting the
+    # young generation less often, cuts the client's CPU per request by about a fifth
+    # (bench/llm_throughput.py). A threshold the user set themselves is left alone.
     global _gc_frozen
     if not _gc_frozen:
         _gc_frozen = True
         gc.freeze()
+        if gc.get_threshold()[0] == 700:  # CPython's default
+            gc.set_threshold(10_000, 20, 20)
 
 
 def _price(model: str) -> tuple[float, float]:
@@ -510,32 +493,14 @@ def _price(model: str) -> tuple[float, float]:
     if cached is None:
         try:
             info = _litellm().get_model_info(model)
-            cached = (float(info.get("input_cost_per_token") or 0), float(info.get("output_cost_per_token") or 0))
+            cached = (
+                float(info.get("input_cost_per_token") or 0),
+                float(info.get("output_cost_per_token") or 0),
+            )
         except Exception:  # not in litellm's cost map: unpriced
             cached = (0.0, 0.0)
         _prices[model] = cached
     return cached
-
-
-def _default_wait(max_wait: float) -> Any:
-    from tenacity import wait_random_exponential
-
-    backoff = wait_random_exponential(multiplier=0.5, max=max_wait)
-
-    def wait(state: Any) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        after = getattr(exc, "retry_after", None)
-        if after is not None:  # the server said when; add a little jitter to spread retries
-            return float(min(max_wait, after * (1 + 0.1 * _jitter())))
-        return float(backoff(state))
-
-    return wait
-
-
-def _jitter() -> float:
-    import random
-
-    return random.random()
 
 
 def _reason(exc: BaseException) -> str:
@@ -548,9 +513,13 @@ def _translate(exc: Exception, lib: Any, model: str, secrets: list[str]) -> Exce
     """Wrap a litellm exception once: transient (retried), config (stops the run), or a
     per-call response error. Messages are scrubbed of API keys."""
     status = getattr(exc, "status_code", None)
-    text = _redact(f"{model}: {type(exc).__name__}: {exc}", secrets)
+    text = redact(f"{model}: {type(exc).__name__}: {exc}", secrets)
+    waited = retry_after(
+        getattr(exc, "litellm_response_headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    )
     if isinstance(exc, lib.RateLimitError) or status == 429:
-        return LLMTransientError(text, retry_after=_retry_after(exc), status=429)
+        return LLMTransientError(text, retry_after=waited, status=429)
     if isinstance(exc, lib.AuthenticationError | lib.PermissionDeniedError) or status in (401, 403):
         return ConfigError(
             f"the provider refused the credentials for {model}",
@@ -558,57 +527,28 @@ def _translate(exc: Exception, lib: Any, model: str, secrets: list[str]) -> Exce
             found=text,
             fix="set e.g. OPENAI_API_KEY / ANTHROPIC_API_KEY, or use local/smollm2",
         )
-    if isinstance(exc, lib.NotFoundError) or status == 404 or "LLM Provider NOT provided" in str(exc):
+    if (
+        isinstance(exc, lib.NotFoundError)
+        or status == 404
+        or "LLM Provider NOT provided" in str(exc)
+    ):
         return ConfigError(
             f"unknown model {model!r}",
             expected="a litellm model string such as openai/gpt-4o-mini, or local/smollm2",
             found=text,
             fix="check the model name and its provider prefix",
         )
-    transient = (lib.Timeout, lib.APIConnectionError, lib.InternalServerError, lib.ServiceUnavailableError)
+    transient = (
+        lib.Timeout,
+        lib.APIConnectionError,
+        lib.InternalServerError,
+        lib.ServiceUnavailableError,
+    )
     if isinstance(exc, transient) or (status is not None and (status >= 500 or status == 408)):
-        return LLMTransientError(text, retry_after=_retry_after(exc), status=status)
+        return LLMTransientError(text, retry_after=waited, status=status)
     if isinstance(exc, asyncio.TimeoutError | OSError):
         return LLMTransientError(text)
     return LLMResponseError(text)
-
-
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (`retry-after-ms`, `retry-after`), if it did."""
-    for source in (getattr(exc, "litellm_response_headers", None), getattr(getattr(exc, "response", None), "headers", None)):
-        if not source:
-            continue
-        ms = source.get("retry-after-ms")
-        if ms:
-            try:
-                return max(0.0, float(ms) / 1000)
-            except ValueError:
-                pass
-        value = source.get("retry-after")
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                from email.utils import parsedate_to_datetime
-
-                try:
-                    return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-                except (TypeError, ValueError):
-                    pass
-    return None
-
-
-def _secret_values(params: dict[str, Any]) -> list[str]:
-    values = [str(v) for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
-    if params.get("api_key"):
-        values.append(str(params["api_key"]))
-    return sorted(set(values), key=len, reverse=True)
-
-
-def _redact(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        text = text.replace(s, "***")
-    return text
 
 
 def _from_entry(e: Entry, model: str) -> Completion:
@@ -646,48 +586,3 @@ async def _ensure_local(lib: Any, model: str) -> None:
                 }
             }
         )
-
-
-def _local_provider() -> Any:
-    """litellm custom provider `local/...` backed by `synth.local_model`."""
-    from litellm import ModelResponse, Usage
-    from litellm.llms.custom_llm import CustomLLM, CustomLLMError
-
-    from . import local_model
-
-    def run(model: str, messages: list[Message], optional_params: dict[str, Any]) -> Any:
-        name = model.split("/", 1)[1] if model.startswith("local/") else model
-        try:
-            out = local_model.get(name).chat(messages, **optional_params)
-        except ConfigError:
-            raise
-        except Exception as exc:  # a deterministic failure: a bad answer, not a transient one
-            raise CustomLLMError(status_code=400, message=f"local model failed: {exc}") from exc
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
-        return ModelResponse(
-            model=f"local/{name}",
-            choices=[
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": choice["message"].get("content") or ""},
-                    "finish_reason": choice.get("finish_reason") or "stop",
-                }
-            ],
-            usage=Usage(
-                prompt_tokens=usage.get("prompt_tokens", 0),
-                completion_tokens=usage.get("completion_tokens", 0),
-                total_tokens=usage.get("total_tokens", 0),
-            ),
-        )
-
-    class LocalProvider(CustomLLM):  # type: ignore[misc]
-        def completion(self, *args: Any, **kwargs: Any) -> Any:
-            return run(kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {})
-
-        async def acompletion(self, *args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(
-                run, kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {}
-            )
-
-    return LocalProvider()

@@ -70,13 +70,34 @@ _PREAMBLE = re.compile(
 )
 
 
+# Prompt labels a small model echoes: a bare "Text:" line, or a settings line such as
+# "Style: formal. Tone: polite." (those carry no content of the answer).
+_BARE_LABEL = re.compile(
+    r"^\s*(?:text|rewritten text|paraphrase|translation|answer|response|instruction|"
+    r"request|rewritten request)\s*:\s*$",
+    re.IGNORECASE,
+)
+_SETTING_LINE = re.compile(r"^\s*(?:style|tone|length|persona)\s*:[^\n]{0,120}$", re.IGNORECASE)
+
+
 def clean_text(text: str) -> str:
     """A free-text answer without the wrapping small models add: a "Here is the
-    rewrite:" preamble, code fences, or quotes around the whole answer."""
+    rewrite:" preamble, echoed prompt labels ("Text:", "Style: formal."), code fences,
+    or quotes around the whole answer."""
     text = text.strip()
     if text.startswith("```"):
         text = text.strip("`").split("\n", 1)[-1].strip()
+    lines = text.splitlines()
+    while lines and (not lines[0].strip() or _only_label(lines[0])):
+        lines.pop(0)
+    while lines and (not lines[-1].strip() or _only_label(lines[-1])):
+        lines.pop()
+    text = "\n".join(lines).strip()
     text = _PREAMBLE.sub("", text, count=1).strip()
     if len(text) > 1 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
+
+
+def _only_label(line: str) -> bool:
+    return bool(_BARE_LABEL.match(line) or _SETTING_LINE.match(line))

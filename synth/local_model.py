@@ -7,12 +7,14 @@ prompts the way it was trained.
 
 One llama.cpp context per process, used by one call at a time (a context is not
 thread-safe, and two calls would only share the same cores anyway), always off the event
-loop (`asyncio.to_thread`, done by the caller), and closed at exit. litellm reaches this
-module through the custom provider `local/` registered in `synth.llm`.
+loop, and closed at exit. litellm reaches it through the custom provider `local/` that
+`synth.llm` registers (`litellm_provider`, built on the litellm module it is handed, so
+`synth.llm` stays the one module that imports litellm).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
@@ -117,11 +119,15 @@ class LocalModel:
         fmt = kwargs.pop("response_format", None)
         if isinstance(fmt, dict):
             schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
-            kwargs["response_format"] = {"type": "json_object", **({"schema": schema} if schema else {})}
+            kwargs["response_format"] = {
+                "type": "json_object",
+                **({"schema": schema} if schema else {}),
+            }
         with self._lock:
             if self._llama is None:
                 raise RuntimeError("the local model was closed")
-            return self._llama.create_chat_completion(messages=messages, **kwargs)  # type: ignore[no-any-return]
+            out: dict[str, Any] = self._llama.create_chat_completion(messages=messages, **kwargs)
+            return out
 
     def close(self) -> None:
         with self._lock:
@@ -145,3 +151,54 @@ _SUPPORTED = frozenset(
         "response_format",
     }
 )
+
+
+def litellm_provider(litellm: Any) -> Any:
+    """A litellm `CustomLLM` serving `local/<name>` from this module's model."""
+
+    def run(model: str, messages: list[dict[str, Any]], optional_params: dict[str, Any]) -> Any:
+        name = model.split("/", 1)[1] if model.startswith("local/") else model
+        try:
+            out = get(name).chat(messages, **optional_params)
+        except ConfigError:
+            raise
+        except Exception as exc:  # deterministic: a bad answer, not a transient failure
+            raise litellm.llms.custom_llm.CustomLLMError(
+                status_code=400, message=f"local model failed: {exc}"
+            ) from exc
+        choice = out["choices"][0]
+        usage = out.get("usage") or {}
+        return litellm.ModelResponse(
+            model=f"local/{name}",
+            choices=[
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": choice["message"].get("content") or "",
+                    },
+                    "finish_reason": choice.get("finish_reason") or "stop",
+                }
+            ],
+            usage=litellm.Usage(
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+                total_tokens=usage.get("total_tokens", 0),
+            ),
+        )
+
+    class LocalProvider(litellm.CustomLLM):  # type: ignore
+        def completion(self, *args: Any, **kwargs: Any) -> Any:
+            return run(kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {})
+
+        def acompletion(self, *args: Any, **kwargs: Any) -> Any:
+            call = (kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {})
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # litellm dispatches to providers from a worker thread and accepts a finished
+                # response there: generate right here, off the event loop, no second hop.
+                return run(*call)
+            return asyncio.to_thread(run, *call)  # called on the loop: keep it off the loop
+
+    return LocalProvider()

@@ -21,13 +21,12 @@ Everything is written to a temporary folder and renamed into place, report last.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,158 +34,16 @@ from .batches import Batch, open_batch, sha256_path
 from .context import derive_seed
 from .decontam import DecontamConfig, Decontaminator, EvalIndex
 from .dedup import Deduper
-from .errors import ConfigError, SynthError
+from .errors import ConfigError
 from .ingest import Clean, read_real
-from .lexical import text_of, token_count
+from .lexical import text_of
+from .mixconfig import MIX_SCHEMA, MixConfig, is_anchor, lineage_depth, provenance_reason
+from .mixwrite import Spool, finish, select_and_write
 from .records import Record, content_hash
-from .sharding import Item, plan
 
 BATCH = 2048
 ANCHOR_SAMPLE = 10_000
-
-MIX_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["real"],
-    "properties": {
-        "real": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
-        "synthetic": {"type": "array", "items": {"type": "string"}},
-        "eval_sets": {"type": "array", "items": {"type": "string"}},
-        "anchor": {"type": "string"},
-        "out": {"type": "string"},
-        "strategy": {"enum": ["accumulate", "fixed_fraction"]},
-        "max_synthetic_ratio": {"type": "number", "minimum": 0},
-        "real_floor": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "allow_low_real": {"type": "boolean"},
-        "real_fraction": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-        "target_tokens": {"type": "integer", "minimum": 1},
-        "max_lineage_depth": {"type": "integer", "minimum": 1},
-        "require_verified": {"type": "boolean"},
-        "dedup_exact": {"type": "boolean"},
-        "dedup_near": {"type": "boolean"},
-        "near_threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-        "decontam_mode": {"enum": ["gpt3", "drop"]},
-        "anchor_fraction": {"type": "number", "minimum": 0, "maximum": 0.5},
-        "monitor": {"type": "boolean"},
-        "monitor_sample_docs": {"type": "integer", "minimum": 10},
-        "shard_records": {"type": "integer", "minimum": 1},
-        "seed": {"type": "integer"},
-    },
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class MixConfig:
-    """Mixer settings (research note §5.1 table); validated on construction."""
-
-    strategy: str = "accumulate"
-    max_synthetic_ratio: float = 1.0
-    real_floor: float = 0.5
-    allow_low_real: bool = False
-    real_fraction: float | None = None
-    target_tokens: int | None = None
-    max_lineage_depth: int = 1
-    require_verified: bool = True
-    dedup_exact: bool = True
-    dedup_near: bool = True
-    near_threshold: float = 0.75
-    decontam: DecontamConfig = field(default_factory=DecontamConfig)
-    anchor_fraction: float = 0.05
-    monitor: bool = True
-    monitor_sample_docs: int = 2000
-    shard_records: int = 10_000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in ("accumulate", "fixed_fraction"):
-            raise ConfigError(
-                "unknown mixing strategy",
-                path="strategy",
-                expected="accumulate (default) or fixed_fraction",
-                found=self.strategy,
-            )
-        if not 0.0 < self.real_floor <= 1.0:
-            raise ConfigError("real floor out of range", path="real_floor",
-                              expected="a fraction in (0, 1]", found=self.real_floor)  # fmt: skip
-        if self.real_floor < 0.25 and not self.allow_low_real:
-            raise ConfigError(
-                "real floor below 0.25",
-                path="real_floor",
-                expected=">= 0.25 (mix-0.10 plateaued 3-4x worse than mix-0.50 in the toys)",
-                found=self.real_floor,
-                fix="raise it, or pass allow_low_real (--allow-low-real) if you mean it",
-            )
-        cap = (1.0 - self.real_floor) / self.real_floor
-        if self.strategy == "accumulate" and self.max_synthetic_ratio > cap + 1e-9:
-            raise ConfigError(
-                "max_synthetic_ratio would push real data below the floor",
-                path="max_synthetic_ratio",
-                expected=f"<= {cap:.3g} for real_floor={self.real_floor}",
-                found=self.max_synthetic_ratio,
-                fix="lower max_synthetic_ratio or the real floor",
-            )
-        frac = self.real_fraction
-        if frac is not None and frac + 1e-9 < self.real_floor:
-            raise ConfigError(
-                "real_fraction is below the real floor",
-                path="real_fraction",
-                expected=f">= real_floor ({self.real_floor})",
-                found=frac,
-            )
-        if self.shard_records < 1:
-            raise ConfigError("shard_records must be >= 1", path="shard_records",
-                              found=self.shard_records)  # fmt: skip
-
-    def digest(self) -> str:
-        return content_hash(asdict(self))
-
-
-def lineage_depth(rec: Record) -> int:
-    for key in ("lineage_depth", "generation"):
-        v = rec.meta.get(key)
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-    return 1
-
-
-def provenance_reason(rec: Record, *, from_run: bool, config: MixConfig) -> str | None:
-    """Why a synthetic record may not be mixed (None: it may). Records in a run's
-    data.jsonl passed its chain; elsewhere a record needs passing verdicts."""
-    verdicts = rec.meta.get("verdicts") or []
-    if rec.meta.get("reject_reason") or any(not v.get("ok", False) for v in verdicts):
-        return "unverified"
-    if config.require_verified and not verdicts and not from_run:
-        return "unverified"
-    if lineage_depth(rec) > config.max_lineage_depth:
-        return "lineage_too_deep"
-    return None
-
-
-def is_anchor(record_id: str, fraction: float) -> bool:
-    """Stable anchor membership: a hash of the id alone (no seed, no pool size)."""
-    h = int.from_bytes(hashlib.blake2b(b"anchor\x1f" + record_id.encode(), digest_size=8).digest(), "big")
-    return h < fraction * 2**64
-
-
-@dataclass
-class _Spool:
-    """Candidate records on disk with their (source, tokens, generation) in memory."""
-
-    path: Path
-    items: list[tuple[str, str, int, int]] = field(default_factory=list)  # id, source, tokens, gen
-
-    def __post_init__(self) -> None:
-        self.fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed in read)
-
-    def add(self, rec: Record, source: str, generation: int) -> None:
-        self.fh.write(rec.to_json() + "\n")
-        self.items.append((rec.id, source, token_count(text_of(rec.data)), generation))
-
-    def read(self) -> Iterator[Record]:
-        self.fh.close()
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                yield Record.from_json(line)
+GATE_MIN_ANCHOR = 200  # below this the real-vs-real band is too noisy to refuse a batch on
 
 
 def _batched(it: Iterable[Record], size: int = BATCH) -> Iterator[list[Record]]:
@@ -213,7 +70,7 @@ def mix(
 ) -> dict[str, Any]:
     """Mix and write `out/` (shards, manifest.jsonl, anchor.jsonl, mix_report.json).
     Returns the report. See the module docstring for what happens to each record."""
-    from .monitor import MIN_ANCHOR, MonitorConfig, monitor
+    from .monitor import MonitorConfig, monitor
 
     config = config or MixConfig()
     if not real:
@@ -232,12 +89,14 @@ def mix(
                         threshold=config.near_threshold)  # fmt: skip
         stats: Counter[str] = Counter()
         drops: dict[str, Counter[str]] = defaultdict(Counter)
-        spool = _Spool(tmp / "candidates.jsonl")
+        spool = Spool(tmp / "candidates.jsonl")
         anchor_texts = _carve_anchor(real, anchor, config, dedup, tmp, stats, clean)
 
         def admit(records: Iterable[Record], source: str, gen_of: Any) -> None:
             for batch in _batched(records):
-                verdicts = dedup.check([text_of(r.data) for r in batch], [r.id for r in batch], source)
+                verdicts = dedup.check(
+                    [text_of(r.data) for r in batch], [r.id for r in batch], source
+                )
                 fresh = []
                 for rec, dup in zip(batch, verdicts, strict=True):
                     if dup is None:
@@ -258,7 +117,7 @@ def mix(
         admit(reals, "real", lambda r: 0)
         inputs_syn = []
         anchor_obj = None
-        if config.monitor and len(anchor_texts) >= MIN_ANCHOR:
+        if config.monitor and len(anchor_texts) >= GATE_MIN_ANCHOR:
             from .monitor import Anchor
 
             anchor_obj = Anchor.of(anchor_texts, config.seed)
@@ -266,7 +125,7 @@ def mix(
             info = _admit_batch(batch, config, stats, drops, anchor_obj, monitor, MonitorConfig,
                                 monitor_root, admit)  # fmt: skip
             inputs_syn.append(info)
-        report = _select_and_write(spool, out, tmp, config, stats, drops, dedup)
+        report = select_and_write(spool, out, tmp, config, stats, drops, dedup)
         report["inputs"] = {
             "real": [{"path": str(p), "sha256": sha256_path(p)} for p in real],
             "anchor": {"path": str(anchor), "sha256": sha256_path(anchor)} if anchor else None,
@@ -281,10 +140,12 @@ def mix(
         if not anchor_obj and config.monitor:
             report["warnings"].append(
                 f"collapse monitor skipped: the anchor has {len(anchor_texts)} records "
-                f"(< {MIN_ANCHOR}); raise anchor_fraction or pass --anchor"
+                f"(< {GATE_MIN_ANCHOR}); raise anchor_fraction or pass --anchor"
             )
-        report["cleaning"] = {k: v for k, v in sorted(stats.items()) if k.startswith(("pii_", "unicode"))}
-        _finish(out, tmp, report)
+        report["cleaning"] = {
+            k: v for k, v in sorted(stats.items()) if k.startswith(("pii_", "unicode"))
+        }
+        finish(out, tmp, report)
         return report
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -399,112 +260,6 @@ def _admit_batch(
     return info
 
 
-def _select_and_write(
-    spool: _Spool,
-    out: Path,
-    tmp: Path,
-    config: MixConfig,
-    stats: Counter[str],
-    drops: dict[str, Counter[str]],
-    dedup: Deduper,
-) -> dict[str, Any]:
-    real_idx = [i for i, it in enumerate(spool.items) if it[1] == "real"]
-    syn_idx = [i for i, it in enumerate(spool.items) if it[1] == "synthetic"]
-    the_plan = plan(
-        [Item(spool.items[i][0], spool.items[i][2]) for i in real_idx],
-        [Item(spool.items[i][0], spool.items[i][2]) for i in syn_idx],
-        strategy=config.strategy,
-        real_floor=config.real_floor,
-        max_synthetic_ratio=config.max_synthetic_ratio,
-        real_fraction=config.real_fraction,
-        target_tokens=config.target_tokens,
-        shard_records=config.shard_records,
-        seed=config.seed,
-    )
-    digest = config.digest()[:16]
-    where: dict[int, int] = {}
-    for k, shard in enumerate(the_plan.shards):
-        where.update({real_idx[i]: k for i in shard.real})
-        where.update({syn_idx[i]: k for i in shard.synthetic})
-    width = max(5, len(str(len(the_plan.shards))))
-    names = [f"shard-{k:0{width}d}.jsonl" for k in range(len(the_plan.shards))]
-    handles = [open(tmp / (n + ".unsorted"), "w", encoding="utf-8") for n in names]  # noqa: SIM115
-    try:
-        for pos, rec in enumerate(spool.read()):
-            k = where.get(pos)
-            if k is None:
-                continue
-            _, source, _, gen = spool.items[pos]
-            meta = {**rec.meta, "source": source, "generation": gen,
-                    "recipe": rec.meta.get("recipe") if source == "synthetic" else None,
-                    "shard": k, "mix": {"seed": config.seed, "config": digest}}  # fmt: skip
-            handles[k].write(Record(rec.id, rec.data, meta).to_json() + "\n")
-    finally:
-        for h in handles:
-            h.close()
-    manifest = []
-    by_gen: dict[str, Counter[str]] = defaultdict(Counter)
-    shards_report = []
-    for k, name in enumerate(names):
-        lines = (tmp / (name + ".unsorted")).read_text(encoding="utf-8").splitlines()
-        recs = sorted((Record.from_json(x) for x in lines), key=lambda r: (derive_seed(config.seed, r.id), r.id))
-        with open(tmp / name, "w", encoding="utf-8") as fh:
-            for r in recs:
-                fh.write(r.to_json() + "\n")
-                src = r.meta["source"]
-                manifest.append({"id": r.id, "source": src, "generation": r.meta["generation"],
-                                 "weight": 1.0, "shard": k})  # fmt: skip
-                by_gen[f"{src}:{r.meta['generation']}"]["records"] += 1
-                by_gen[f"{src}:{r.meta['generation']}"]["tokens"] += token_count(text_of(r.data))
-        (tmp / (name + ".unsorted")).unlink()
-        s = the_plan.shards[k]
-        shards_report.append({"file": name, "records": len(recs), "real_tokens": s.real_tokens,
-                              "synthetic_tokens": s.synthetic_tokens,
-                              "real_fraction": round(s.real_fraction, 6)})  # fmt: skip
-    with open(tmp / "manifest.jsonl", "w", encoding="utf-8") as fh:
-        for m in manifest:
-            fh.write(json.dumps(m, sort_keys=True) + "\n")
-    real_tok = sum(s.real_tokens for s in the_plan.shards)
-    syn_tok = sum(s.synthetic_tokens for s in the_plan.shards)
-    syn_sel = sum(len(s.synthetic) for s in the_plan.shards)
-    return {
-        "version": 1,
-        "seed": config.seed,
-        "config": asdict(config),
-        "config_hash": config.digest(),
-        "counts": {
-            "real": {"read": stats["real_read"], "anchor": stats["anchor"], "candidates": len(real_idx),
-                     "selected": the_plan.real_selected, "tokens": real_tok},  # fmt: skip
-            "synthetic": {"read": stats["synthetic_read"], "candidates": len(syn_idx),
-                          "selected": syn_sel, "tokens": syn_tok,
-                          "over_budget": the_plan.synthetic_over_budget,
-                          "dropped_for_floor": the_plan.dropped_for_floor},  # fmt: skip
-            "by_source_generation": {k: dict(v) for k, v in sorted(by_gen.items())},
-        },
-        "removed": {src: dict(sorted(c.items())) for src, c in sorted(drops.items())},
-        "dedup": {"bands": dedup.params.bands, "rows": dedup.params.rows,
-                  "ngram": dedup.params.ngram, "threshold": config.near_threshold},  # fmt: skip
-        "real_fraction": real_tok / (real_tok + syn_tok) if real_tok + syn_tok else 1.0,
-        "synthetic_budget_tokens": the_plan.synthetic_budget,
-        "shards": shards_report,
-        "warnings": [],
-    }
-
-
-def _finish(out: Path, tmp: Path, report: dict[str, Any]) -> None:
-    """Rename every output into place, drop stale shards of an earlier mix, report last."""
-    produced = sorted(p.name for p in tmp.iterdir() if p.name != "candidates.jsonl")
-    report["outputs"] = {name: sha256_path(tmp / name) for name in produced}
-    for old in out.glob("shard-*.jsonl"):
-        if old.name not in produced:
-            old.unlink()
-    for name in produced:
-        os.replace(tmp / name, out / name)
-    final = tmp / "mix_report.json"
-    final.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(final, out / "mix_report.json")
-
-
 def mix_from_config(
     cfg: Mapping[str, Any],
     run_dir: str | Path,
@@ -541,4 +296,4 @@ def mix_from_config(
     )
 
 
-__all__ = ["MIX_SCHEMA", "MixConfig", "SynthError", "is_anchor", "mix", "mix_from_config"]
+__all__ = ["MIX_SCHEMA", "MixConfig", "is_anchor", "lineage_depth", "mix", "mix_from_config"]

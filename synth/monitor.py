@@ -25,8 +25,8 @@ Rules (research note §5.2; starting points, overridable):
 Generated text is usually less diverse than human text even when nothing collapses, so
 the trend rule, kept in the state dir across generations or nightly runs, is what
 catches drift. The verifier tail audit compares a run's kept records with kept+rejected:
-a chain that keeps only typical records erodes rare-n-gram coverage even when data
-accumulate (note §2-A), and that is invisible to quality checks.
+a chain that keeps only typical records erodes the tail even when data accumulate (note
+§2-A), and that is invisible to quality checks.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from .diversity import Corpus, Reference, measure
+from .diversity import Corpus, Reference, measure, tail_audit
 from .errors import ConfigError
 from .lexical import WordIds
+from .monitor_state import History, state_dir
 
 STATUS_ORDER = {"ok": 0, "warn": 1, "fail": 2}
 LOW_IS_BAD = ("distinct_2", "distinct_4", "compression_ratio", "rare_coverage", "vendi")
@@ -78,11 +79,6 @@ class MonitorConfig:
     seed: int = 0
 
 
-def state_dir() -> Path:
-    """Where histories and cached baselines live: $SYNTH_STATE_DIR or ./.synth-state."""
-    return Path(os.environ.get("SYNTH_STATE_DIR") or ".synth-state")
-
-
 def worst(statuses: Sequence[str]) -> str:
     return max(statuses, key=STATUS_ORDER.__getitem__, default="ok")
 
@@ -96,7 +92,10 @@ def judge(name: str, value: float, base: Mapping[str, float]) -> tuple[str, str]
     if name in ("distinct_2", "distinct_4", "rare_coverage", "vendi"):
         warn_at, fail_at = (0.85, 0.6) if name.startswith("distinct") else (0.8, 0.5)
         status = "fail" if ratio < fail_at else "warn" if ratio < warn_at else "ok"
-        return status, f"{label} is {ratio:.2f}x the real baseline (warn < {warn_at}, fail < {fail_at})"
+        return (
+            status,
+            f"{label} is {ratio:.2f}x the real baseline (warn < {warn_at}, fail < {fail_at})",
+        )
     if name == "compression_ratio":
         status = "fail" if ratio < 0.8 else "warn" if value < lo - 0.02 else "ok"
         return status, (
@@ -105,7 +104,10 @@ def judge(name: str, value: float, base: Mapping[str, float]) -> tuple[str, str]
         )
     if name == "self_bleu":
         status = "fail" if value > hi + 0.15 else "warn" if value > hi + 0.05 else "ok"
-        return status, f"self-BLEU {value:.3f} vs real band high {hi:.3f} (documents resemble each other)"
+        return (
+            status,
+            f"self-BLEU {value:.3f} vs real band high {hi:.3f} (documents resemble each other)",
+        )
     if name == "novel_rate":
         if value < lo * 0.4 or value > hi * 3:
             status = "fail"
@@ -124,7 +126,10 @@ def judge(name: str, value: float, base: Mapping[str, float]) -> tuple[str, str]
         warn_at, fail_at = (0.01, 0.05) if name == "exact_dup_rate" else (0.05, 0.20)
         excess = value - mean
         status = "fail" if excess > fail_at else "warn" if excess > warn_at else "ok"
-        return status, f"{label} {value:.1%} vs real {mean:.1%} (warn +{warn_at:.0%}, fail +{fail_at:.0%})"
+        return (
+            status,
+            f"{label} {value:.1%} vs real {mean:.1%} (warn +{warn_at:.0%}, fail +{fail_at:.0%})",
+        )
     return "ok", f"{label} {value:.4g}"
 
 
@@ -136,7 +141,9 @@ def trend_check(first: Mapping[str, float], now: Mapping[str, float]) -> list[tu
             drop = 1.0 - now[name] / first[name]
             if drop > 0.2:
                 status = "fail" if drop > 0.4 else "warn"
-                out.append((status, f"trend: {name} fell {drop:.0%} since the first accepted generation"))
+                out.append(
+                    (status, f"trend: {name} fell {drop:.0%} since the first accepted generation")
+                )
     return out
 
 
@@ -198,7 +205,9 @@ class Anchor:
 def _cached_baseline(anchor: Anchor, n: int, config: MonitorConfig, cache: Path | None) -> Any:
     if cache is None:
         return baseline(anchor.pool, anchor.ref, n, config)
-    key = f"{anchor.key}-n{n}-{hashlib.sha256(json.dumps(asdict(config)).encode()).hexdigest()[:12]}"
+    key = (
+        f"{anchor.key}-n{n}-{hashlib.sha256(json.dumps(asdict(config)).encode()).hexdigest()[:12]}"
+    )
     path = cache / "monitor_baselines" / f"v{METRIC_VERSION}-{key}.json"
     if path.is_file():
         try:
@@ -278,98 +287,14 @@ def monitor(
         if audit["status"] != "ok":
             verdicts.append((audit["status"], audit["reason"]))
     report["status"] = worst([s for s, _ in verdicts])
-    report["reasons"] = [f"{s}: {r}" for s, r in sorted(verdicts, key=lambda v: -STATUS_ORDER[v[0]])]
+    report["reasons"] = [
+        f"{s}: {r}" for s, r in sorted(verdicts, key=lambda v: -STATUS_ORDER[v[0]])
+    ]
     report["config"] = asdict(config)
     report["elapsed_s"] = round(time.perf_counter() - started, 3)
     if history is not None and series:
         history.append(series, generation, report)
     return report
-
-
-def tail_audit(
-    kept: Sequence[str],
-    rejected: Sequence[str],
-    *,
-    ref: Reference | None = None,
-    draws: int = 10,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Does verification cut the distribution's tail? Rare-bigram coverage of the kept
-    records over that of random subsets of kept+rejected of the same size (what a
-    tail-neutral filter with the same pass rate would keep). < 0.8 warn, < 0.5 fail.
-    Rare bigrams are the anchor's (count <= 2) when a reference is given, else the
-    batch's own."""
-    if not rejected or not kept:
-        return {"status": "ok", "ratio": None, "reason": "nothing to compare", "pass_rate": 1.0}
-    words = WordIds()
-    pre = Corpus.from_texts([*kept, *rejected], words)
-    rare = (ref or Reference.of(pre)).rare
-    if not rare.size:
-        return {"status": "ok", "ratio": None, "reason": "no rare n-grams", "pass_rate": 1.0}
-
-    def coverage(c: Corpus) -> float:
-        grams, _ = c.ngrams(2)
-        return float(np.isin(rare, grams).mean())
-
-    k = len(kept)
-    post = coverage(pre.take(np.arange(k)))
-    rng = np.random.default_rng(seed)
-    expected = float(np.mean([coverage(pre.sample(k, rng)) for _ in range(draws)]))
-    ratio = post / expected if expected > 0 else 1.0
-    status = "fail" if ratio < 0.5 else "warn" if ratio < 0.8 else "ok"
-    return {
-        "status": status,
-        "ratio": ratio,
-        "coverage_kept": post,
-        "coverage_expected": expected,
-        "pass_rate": k / (k + len(rejected)),
-        "reason": (
-            f"verifier tail audit: kept records cover {ratio:.2f}x the rare n-grams a random "
-            f"filter with the same pass rate would (warn < 0.8, fail < 0.5)"
-        ),
-    }
-
-
-class History:
-    """Monitor results per series, one JSON line each, in the state dir."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.path = (root or state_dir()) / "monitor_history.jsonl"
-
-    def entries(self, series: str) -> list[dict[str, Any]]:
-        if not self.path.is_file():
-            return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash: skip it, keep the rest
-            if entry.get("series") == series:
-                out.append(entry)
-        return out
-
-    def first_accepted(self, series: str) -> dict[str, Any] | None:
-        return next((e for e in self.entries(series) if e["status"] != "fail"), None)
-
-    def next_generation(self, series: str, generation: int | None) -> int:
-        if generation is not None:
-            return generation
-        gens = [e["generation"] for e in self.entries(series)]
-        return max(gens) + 1 if gens else 1
-
-    def append(self, series: str, generation: int | None, report: Mapping[str, Any]) -> None:
-        entry = {
-            "series": series,
-            "generation": generation,
-            "batch_id": report.get("batch_id", ""),
-            "time": time.time(),
-            "status": report["status"],
-            "ratios": {k: m["ratio"] for k, m in report["metrics"].items() if m["ratio"] is not None},
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
 # -- files and recipes -----------------------------------------------------------------------
@@ -455,3 +380,19 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+__all__ = [
+    "MONITOR_SCHEMA",
+    "Anchor",
+    "History",
+    "MonitorConfig",
+    "judge",
+    "monitor",
+    "monitor_from_config",
+    "monitor_path",
+    "state_dir",
+    "tail_audit",
+    "trend_check",
+    "trend_status",
+]

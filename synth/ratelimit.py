@@ -4,10 +4,11 @@ litellm is only the transport; deciding *when* a request may go is done here, be
 has to see every call to one endpoint at once. Three gates, all in one `Limiter`:
 
 - **concurrency**: at most `limit` requests in flight, where `limit` adapts (AIMD): it
-  halves on a 429, grows back by one slot per success up to just below the level where
-  the 429 happened, then probes upward by one slot per window of successes once the
-  `Retry-After` cooldown has passed. A rate-limited endpoint so sees a handful of 429s
-  instead of a storm, and the client settles just under the server's real limit.
+  halves on a 429 (or drops to the level that was refused, if lower), grows back by one
+  slot per success up to just below the level where the 429 happened, then probes upward
+  by one slot per window of successes once the `Retry-After` cooldown has passed. A
+  rate-limited endpoint so sees a handful of 429s instead of a storm, and the client
+  settles just under the server's real limit.
 - **requests/minute**: requests are paced evenly (one every 60/rpm s, no bursts), so a
   client RPM below the server's never trips a sliding-window limiter.
 - **tokens/minute**: a token bucket charged with an estimate before the call and
@@ -20,6 +21,7 @@ import asyncio
 import collections
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,11 +51,33 @@ class Ticket:
     in_flight: int  # requests in flight including this one, when it was admitted
 
 
+class Gate(Protocol):
+    """Admission shared beyond this process. When one is installed (`set_gate`), it
+    replaces every Limiter's own RPM pacing and TPM bucket, so a provider's limit holds
+    across all the processes of a run: the Ray executor installs one backed by an actor.
+    Concurrency stays per process."""
+
+    async def admit(self, name: str, limits: Limits, tokens: int) -> None: ...
+
+    def settle(self, name: str, limits: Limits, reserved: int, used: int) -> None: ...
+
+
+_gate: Gate | None = None
+
+
+def set_gate(gate: Gate | None) -> Gate | None:
+    """Install (or with None remove) the process-wide gate; returns the previous one."""
+    global _gate
+    previous, _gate = _gate, gate
+    return previous
+
+
 class Limiter:
     """Concurrency (adaptive), RPM pacing and a TPM bucket for one (provider, model)."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, *, name: str = "") -> None:
         self.limits = limits
+        self.name = name  # the model: what a shared gate keys its budget by
         self.limit = float(limits.max_concurrency)
         self.in_flight = 0
         self.rate_limited = 0
@@ -69,9 +93,12 @@ class Limiter:
 
     async def acquire(self, tokens: int = 0) -> Ticket:
         """Wait until a request estimated at `tokens` (input + expected output) may go."""
-        if self.limits.rpm is not None:
+        gate = _gate
+        if gate is not None and (self.limits.rpm is not None or self.limits.tpm is not None):
+            await gate.admit(self.name, self.limits, tokens)
+        elif self.limits.rpm is not None:
             await self._pace()
-        if self.limits.tpm is not None:
+        if self.limits.tpm is not None and gate is None:
             await self._take_tokens(tokens)
         if self.in_flight >= int(self.limit) or self._waiters:
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -99,7 +126,10 @@ class Limiter:
     ) -> None:
         """Give the slot back; `tokens` is the real usage (corrects the TPM estimate)."""
         if self.limits.tpm is not None and tokens is not None:
-            self._tokens += ticket.tokens - tokens
+            if _gate is not None:
+                _gate.settle(self.name, self.limits, ticket.tokens, tokens)
+            else:
+                self._tokens += ticket.tokens - tokens
         if self.limits.adaptive:
             if rate_limited:
                 self._on_rate_limited(ticket, retry_after)
@@ -118,11 +148,14 @@ class Limiter:
         if ticket.admitted_at < self._last_decrease:
             # Sent before we last backed off: the same congestion episode. It only
             # sharpens our estimate of where the endpoint's limit is.
-            if self._known_bad is not None:
-                self._known_bad = min(self._known_bad, bad)
+            if self._known_bad is not None and bad < self._known_bad:
+                self._known_bad = bad
+                self.limit = max(1.0, min(self.limit, float(bad)))
             return
         self._known_bad = bad
-        self.limit = max(1.0, self.limit / 2)
+        # Halve; and never stay above the level that was just refused (a burst far past
+        # the endpoint's limit would otherwise take several halvings and 429 waves).
+        self.limit = max(1.0, min(self.limit / 2, float(bad)))
         self._last_decrease = now
         self._cooldown_until = now + (retry_after if retry_after is not None else 1.0)
 
@@ -181,4 +214,8 @@ class Limiter:
             await asyncio.sleep((need - self._tokens) / rate)
 
     def snapshot(self) -> dict[str, float | int]:
-        return {"limit": round(self.limit, 2), "in_flight": self.in_flight, "429": self.rate_limited}
+        return {
+            "limit": round(self.limit, 2),
+            "in_flight": self.in_flight,
+            "429": self.rate_limited,
+        }

@@ -118,8 +118,10 @@ class Recipe:
         """Fresh step functions and a fresh verifier chain for one run."""
         if self._prebuilt:
             return self._prebuilt.pop()
-        steps = [s.build() for s in self.steps]
-        chain = Chain(tuple(Named(v.name, v.build()) for v in self.chain))
+        # Factories get only their config; content they name resolves from the recipe's root.
+        with content.building_from(self.base_dir):
+            steps = [s.build() for s in self.steps]
+            chain = Chain(tuple(Named(v.name, v.build()) for v in self.chain))
         return steps, chain
 
     @property

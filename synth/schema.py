@@ -33,7 +33,7 @@ def check(instance: Any, schema: dict[str, Any], *, file: str | None, what: str)
         file=file,
         path=json_path(err),
         expected=_expected(err),
-        found=err.instance if not isinstance(err.instance, dict | list) else _brief(err.instance),
+        found=_found(err),
         fix=_fix(err, what),
     ) from None
 
@@ -49,11 +49,13 @@ def errors(instance: Any, schema: dict[str, Any]) -> list[str]:
 def packaged(name: str) -> dict[str, Any]:
     """A schema that ships in `synth/schemas/` (recipe, template, verifier, batch ...)."""
     text = resources.files("synth").joinpath("schemas", name).read_text(encoding="utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def _expected(err: ValidationError) -> str:
-    v, kw = err.validator_value, err.validator
+    v: Any = err.validator_value
+    kw = err.validator
     if kw == "type":
         return f"a value of type {v}"
     if kw == "enum":
@@ -61,7 +63,8 @@ def _expected(err: ValidationError) -> str:
     if kw == "required":
         return f"the fields {', '.join(v)}"
     if kw == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
+        props = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        allowed = sorted(props)
         return f"only the fields {', '.join(allowed)}" if allowed else "no extra fields"
     return f"{kw}: {v!r}"
 
@@ -72,6 +75,17 @@ def _fix(err: ValidationError, what: str) -> str:
     if err.validator == "required":
         return "add the missing field"
     return f"change the value at {json_path(err)} to match; see the {what} docs in README.md"
+
+
+def _found(err: ValidationError) -> Any:
+    """The offending value; for unknown keys, just those keys rather than the whole object."""
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        props = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        unknown = [k for k in err.instance if k not in props]
+        return ", ".join(map(str, unknown)) if unknown else _brief(err.instance)
+    if isinstance(err.instance, dict | list):
+        return _brief(err.instance)
+    return err.instance
 
 
 def _brief(value: Any) -> str:

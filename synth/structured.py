@@ -33,7 +33,9 @@ def instruction(schema: dict[str, Any]) -> str:
     )
 
 
-def with_instruction(messages: list[dict[str, Any]], schema: dict[str, Any]) -> list[dict[str, Any]]:
+def with_instruction(
+    messages: list[dict[str, Any]], schema: dict[str, Any]
+) -> list[dict[str, Any]]:
     """The messages with the JSON instruction added to the system message (or a new one)."""
     text = instruction(schema)
     out = [dict(m) for m in messages]

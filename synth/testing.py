@@ -52,7 +52,9 @@ class ScriptedLLM:
     answer; an exception instance is raised). With a schema, str answers are parsed and
     validated the way the real client does, so a step sees the same errors."""
 
-    def __init__(self, script: Callable[..., Any] | Sequence[Any], *, model: str = "scripted") -> None:
+    def __init__(
+        self, script: Callable[..., Any] | Sequence[Any], *, model: str = "scripted"
+    ) -> None:
         self._fn = script if callable(script) else None
         self._queue: collections.deque[Any] = collections.deque([] if callable(script) else script)
         self.model = model
@@ -100,21 +102,25 @@ class ScriptedLLM:
 # --------------------------------------------------------------------------- stub server
 
 
-def _last_user(request: dict[str, Any]) -> str:
-    last = next(
-        (m.get("content", "") for m in reversed(request.get("messages", [])) if m.get("role") == "user"),
-        "",
+def _question(request: dict[str, Any]) -> str:
+    """The first user message: what was asked (a re-ask appends more, the question stays)."""
+    first = next(
+        (m.get("content", "") for m in request.get("messages", []) if m.get("role") == "user"), ""
     )
-    return last if isinstance(last, str) else json.dumps(last)
+    return first if isinstance(first, str) else json.dumps(first)
 
 
 def echo_answer(request: dict[str, Any]) -> str:
     """Default stub answer, a pure function of the request so tests can check every row:
-    `{"echo": <last user message>}` when JSON was asked for, else `echo: <message>`."""
-    last = _last_user(request)
-    if request.get("response_format") or "json" in last.lower():
-        return json.dumps({"echo": last})
-    return f"echo: {last}"
+    `{"echo": <first user message>}` when JSON was asked for (a `response_format`, or
+    "JSON" anywhere in the messages), else `echo: <first user message>`."""
+    question = _question(request)
+    asked_json = any(
+        "json" in str(m.get("content", "")).lower() for m in request.get("messages", [])
+    )
+    if request.get("response_format") or asked_json:
+        return json.dumps({"echo": question})
+    return f"echo: {question}"
 
 
 @dataclass
@@ -137,7 +143,7 @@ class StubStats:
             "bad_json": self.bad_json,
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
-            "distinct_prompts": len(self.prompts),  # answered ones, by last user message
+            "distinct_prompts": len(self.prompts),  # answered ones, by first user message
         }
 
 
@@ -257,7 +263,9 @@ class StubServer:
         s.in_flight += 1
         s.max_in_flight = max(s.max_in_flight, s.in_flight)
         try:
-            delay = self.latency + (self._rng.uniform(-self.jitter, self.jitter) if self.jitter else 0)
+            delay = self.latency + (
+                self._rng.uniform(-self.jitter, self.jitter) if self.jitter else 0
+            )
             fail = self.error_rate and self._rng.random() < self.error_rate
             garble = self.bad_json_rate and self._rng.random() < self.bad_json_rate
             if delay > 0:
@@ -274,8 +282,11 @@ class StubServer:
             text = text[: max(1, len(text) // 2)]
         s.ok += 1
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
-        s.prompts[_last_user(body)] += 1
-        usage = {"prompt_tokens": max(1, prompt_chars // 4), "completion_tokens": max(1, len(text) // 4)}
+        s.prompts[_question(body)] += 1
+        usage = {
+            "prompt_tokens": max(1, prompt_chars // 4),
+            "completion_tokens": max(1, len(text) // 4),
+        }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return web.json_response(
             {
@@ -301,7 +312,8 @@ async def fetch_stats(base_url: str) -> dict[str, Any]:
 
     root = base_url.rstrip("/").removesuffix("/v1")
     async with aiohttp.ClientSession() as session, session.get(f"{root}/stats") as resp:
-        return await resp.json()  # type: ignore[no-any-return]
+        out: dict[str, Any] = await resp.json()
+        return out
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,9 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     def check(address: Any, family: int) -> None:
         if family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-            raise RuntimeError(f"test tried to reach the network: {address!r} (only loopback is allowed)")
+            raise RuntimeError(
+                f"test tried to reach the network: {address!r} (only loopback is allowed)"
+            )
 
     def connect(self: socket.socket, address: Any) -> Any:
         check(address, self.family)

@@ -37,9 +37,7 @@ def run(
     **limits: Any,
 ) -> Outcome:
     lim = settings.limits.merged(limits) if limits else settings.limits
-    return asyncio.run(
-        run_tests(solution, tests, language=language, settings=settings, limits=lim)
-    )
+    return asyncio.run(run_tests(solution, tests, language=language, settings=settings, limits=lim))
 
 
 def slot_uids(settings: SandboxSettings = SETTINGS) -> set[int]:

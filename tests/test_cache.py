@@ -22,7 +22,9 @@ def entry(text: str = "answer", model: str = "m") -> Entry:
     return Entry(model, text, 3, 2, 0.001, "stop")
 
 
-@given(st.dictionaries(st.sampled_from(["temperature", "max_tokens", "top_p", "stop"]), st.integers()))
+@given(
+    st.dictionaries(st.sampled_from(["temperature", "max_tokens", "top_p", "stop"]), st.integers())
+)
 def test_the_key_ignores_parameter_order(params: dict[str, Any]) -> None:
     reordered = dict(reversed(list(params.items())))
     assert request_key("m", MSGS, params, 0) == request_key("m", MSGS, reordered, 0)

@@ -150,4 +150,29 @@ def test_cli_dedup_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "bad.jsonl: line 2: malformed JSON" in res.stderr and "Traceback" not in res.stderr
     missing = _cli("dedup", "nope.jsonl", "--out", "o.jsonl", cwd=tmp_path)
-    assert missing.returncode == 2 and "synthetic input not found" in missing.stderr
+    assert missing.returncode == 2 and "input not found" in missing.stderr
+
+
+def test_dedup_step_drops_duplicates_in_the_stream(tmp_path: Path) -> None:
+    import asyncio
+
+    from synth.context import Context
+    from synth.records import Record
+    from synth.registry import lookup
+
+    rng = random.Random(9)
+    a, b = _pair(rng, 0.92)
+    (tmp_path / "seen.jsonl").write_text(json.dumps({"text": "already in the dataset ok"}) + "\n")
+
+    async def source():  # type: ignore[no-untyped-def]
+        for i, t in enumerate([a, "Already in the dataset, OK!", b, a.upper(), "fresh words"]):
+            yield Record(f"r{i}", {"text": t})
+
+    async def main() -> tuple[list[str], dict[str, int]]:
+        run = lookup("step", "dedup").factory(against=["seen.jsonl"])
+        ctx = Context(seed=1, base_dir=tmp_path)
+        return [r.id async for r in run(source(), ctx)], dict(ctx.stats)
+
+    kept, stats = asyncio.run(main())
+    assert kept == ["r0", "r4"]
+    assert stats == {"dedup_exact": 2, "dedup_near": 1}

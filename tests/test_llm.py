@@ -24,8 +24,7 @@ from typing import Any
 import pytest
 from tenacity import wait_none
 
-from synth.cache import ResponseCache
-from synth.errors import BudgetExceeded, ConfigError, LLMTransientError
+from synth.errors import BudgetExceeded, ConfigError, LLMError, LLMTransientError
 from synth.llm import Completion, LLMClient, RetryPolicy
 from synth.ratelimit import Limits
 from synth.records import read_jsonl
@@ -50,6 +49,13 @@ def client(stub: StubServer, *, model: str = MODEL, attempts: int = 8, **kw: Any
     )
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def warm(c: LLMClient, stub: StubServer) -> None:
     """litellm imports providers on its first call; keep that out of timing-sensitive tests."""
     await c.complete(user("warm-up"))
@@ -58,7 +64,9 @@ async def warm(c: LLMClient, stub: StubServer) -> None:
 
 def test_every_request_ends_correct_despite_500s_and_a_concurrency_cap() -> None:
     async def go() -> tuple[list[Completion], dict[str, Any], dict[str, Any]]:
-        async with StubServer(latency=0.01, max_inflight=8, retry_after=0.05, error_rate=0.05, seed=3) as stub:
+        async with StubServer(
+            latency=0.01, max_inflight=8, retry_after=0.05, error_rate=0.05, seed=3
+        ) as stub:
             c = client(stub, limits=Limits(max_concurrency=32))
             await warm(c, stub)
             out = await asyncio.gather(*(c.complete(user(f"q{i}")) for i in range(200)))
@@ -79,7 +87,9 @@ def test_a_client_rpm_below_the_servers_sees_no_429s() -> None:
         async with StubServer(rpm=1200, rpm_window=1.0) as stub:  # 20 per sliding second
             c = client(stub, limits=Limits(max_concurrency=64, rpm=rpm), attempts=2)
             await warm(c, stub)
-            await asyncio.gather(*(c.complete(user(f"q{i}")) for i in range(30)), return_exceptions=True)
+            await asyncio.gather(
+                *(c.complete(user(f"q{i}")) for i in range(30)), return_exceptions=True
+            )
             return stub.stats.as_dict()
 
     paced = asyncio.run(go(900))  # 15 per second
@@ -123,18 +133,37 @@ def test_identical_concurrent_calls_share_one_request() -> None:
 
 
 def test_an_unreachable_endpoint_fails_after_the_attempt_cap_with_its_reason() -> None:
-    with socket.socket() as s:  # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     c = LLMClient(
         model=MODEL,
         retry=RetryPolicy(wait=wait_none(), max_attempts=3, timeout=5),
-        litellm_params={"api_base": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test"},
+        litellm_params={"api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "sk-test"},
     )
     with pytest.raises(LLMTransientError):
         asyncio.run(c.complete(user("x")))
     u = c.usage()
     assert (u["requests"], u["failures"], u["failure_reasons"]) == (3, 1, {"transient": 1})
+
+
+def test_a_dead_endpoint_stops_the_run_instead_of_failing_every_record() -> None:
+    c = LLMClient(
+        model=MODEL,
+        retry=RetryPolicy(wait=wait_none(), max_attempts=2, max_consecutive_failures=3),
+        litellm_params={"api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "sk-test"},
+    )
+
+    async def go() -> list[BaseException]:
+        out = []
+        for i in range(6):
+            try:
+                await c.complete(user(f"q{i}"))
+            except LLMError as exc:
+                out.append(exc)
+        return out
+
+    errors = asyncio.run(go())
+    assert [type(e) for e in errors[:2]] == [LLMTransientError, LLMTransientError]
+    assert all(type(e) is LLMError and "in a row" in str(e) for e in errors[2:])
+    assert c.usage()["requests"] == 3 * 2  # nothing more is sent once it is down
 
 
 def test_a_slow_answer_times_out_and_is_retried() -> None:
@@ -150,7 +179,9 @@ def test_a_slow_answer_times_out_and_is_retried() -> None:
     assert stats["requests"] == 2 and elapsed < 1.4
 
 
-def test_rejected_credentials_stop_the_run_without_leaking_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rejected_credentials_stop_the_run_without_leaking_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
     async def go() -> ConfigError:
@@ -202,7 +233,9 @@ def test_a_cost_cap_uses_litellms_prices() -> None:
 
 
 def test_completion_lineage_is_what_a_step_records() -> None:
-    c = Completion("hi", model="m", input_tokens=3, output_tokens=2, cost_usd=0.1, template_hash="abc")
+    c = Completion(
+        "hi", model="m", input_tokens=3, output_tokens=2, cost_usd=0.1, template_hash="abc"
+    )
     assert c.lineage() == {
         "model": "m",
         "template_hash": "abc",
@@ -254,7 +287,11 @@ def write_recipe(tmp_path: Path, **extra: Any) -> Path:
         "concurrency": 4,
         "steps": [
             {"use": "faker", "template": "support-tickets"},
-            {"use": "prompt", "prompt": "Summarize {{ ticket_id }}: {{ subject }}", "max_tokens": 20},
+            {
+                "use": "prompt",
+                "prompt": "Summarize {{ ticket_id }}: {{ subject }}",
+                "max_tokens": 20,
+            },
         ],
         **extra,
     }
@@ -289,13 +326,15 @@ def test_sigkill_mid_run_then_a_rerun_requests_only_the_missing_answers(tmp_path
     with stub_process("--latency", "0.1") as url:
         env = cli_env(url, tmp_path)
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if cached_answers(tmp_path) >= 10:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if cached_answers(tmp_path) >= 10:
+                    break
+                time.sleep(0.02)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         first = stats(url, reset=True)
         kept_answers = cached_answers(tmp_path)
         subprocess.run(cmd, env=env, cwd=ROOT, check=True, timeout=120)

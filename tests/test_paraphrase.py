@@ -17,7 +17,6 @@ from text_fixtures import (
     obeying_judge,
     run_step,
     take,
-    user_part,
 )
 
 from synth.errors import LLMResponseError
@@ -41,12 +40,16 @@ def reword(text: str) -> str:
     return "In short: " + ". ".join(out) + "."
 
 
+def source_text(messages: list[dict[str, str]]) -> str:
+    return next(m["content"] for m in messages if m["role"] == "user")
+
+
 def paraphraser(messages: list[dict[str, str]], **_: object) -> str:
-    return reword(user_part(messages, "Text:\n"))
+    return reword(source_text(messages))
 
 
 def copier(messages: list[dict[str, str]], **_: object) -> str:
-    return user_part(messages, "Text:\n")
+    return source_text(messages)
 
 
 def tickets(n: int) -> list[Record]:
@@ -97,8 +100,8 @@ def test_variety_is_deterministic_and_reaches_the_prompt() -> None:
         llm = ScriptedLLM(paraphraser)
         out = run_step(paraphrase(fields=["body"], k=3, variety=variety), parents, make_ctx(llm))
         runs.append([(r.id, json.dumps(r.meta["paraphrase"], sort_keys=True)) for r in out])
-        prompt = llm.calls[0].messages[-1]["content"]
-        assert "pirate" in prompt and "a lighthouse keeper" in prompt
+        system = llm.calls[0].messages[0]["content"]
+        assert "pirate" in system and "a lighthouse keeper" in system
     assert runs[0] == runs[1]
 
 

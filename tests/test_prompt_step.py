@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,10 @@ def make(**config: Any) -> Any:
 
 
 def records(n: int = 3) -> list[Record]:
-    return [Record(f"r{i}", {"name": f"Widget {i}", "category": "tools"}, {"index": i}) for i in range(n)]
+    return [
+        Record(f"r{i}", {"name": f"Widget {i}", "category": "tools"}, {"index": i})
+        for i in range(n)
+    ]
 
 
 def run_step(step: Any, llm: Any, recs: list[Record] | None = None) -> tuple[list[Record], Context]:
@@ -39,7 +41,9 @@ def run_step(step: Any, llm: Any, recs: list[Record] | None = None) -> tuple[lis
 
 def test_renders_each_record_and_writes_the_answer_to_the_output_field() -> None:
     llm = ScriptedLLM(lambda messages, **p: messages[-1]["content"].upper())
-    out, _ = run_step(make(prompt="Describe {{ name }} ({{ category }}).", output_field="desc"), llm)
+    out, _ = run_step(
+        make(prompt="Describe {{ name }} ({{ category }}).", output_field="desc"), llm
+    )
     assert [r.data["desc"] for r in out] == [f"DESCRIBE WIDGET {i} (TOOLS)." for i in range(3)]
     assert [r.id for r in out] == ["r0", "r1", "r2"]  # one sample: same record, grown
     assert all(r.data["name"].startswith("Widget") for r in out)  # input fields kept
@@ -68,7 +72,9 @@ def test_system_option_replaces_the_system_message() -> None:
 def test_json_answers_are_parsed_and_validated() -> None:
     schema = {"type": "object", "required": ["price"], "properties": {"price": {"type": "number"}}}
     llm = ScriptedLLM(['```json\n{"price": 3.5}\n```', 'Sure! {"price": 2}', '{"price": 1}'])
-    out, _ = run_step(make(prompt="Price {{ name }}", json=True, schema=schema, output_field="p"), llm)
+    out, _ = run_step(
+        make(prompt="Price {{ name }}", json=True, schema=schema, output_field="p"), llm
+    )
     assert [r.data["p"] for r in out] == [{"price": 3.5}, {"price": 2}, {"price": 1}]
     assert llm.calls[0].schema == schema
 

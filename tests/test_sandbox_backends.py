@@ -90,9 +90,14 @@ def test_cli_run_exit_status_is_the_verdict(
     (tmp_path / "test_solution.py").write_text(ADD_TESTS)
     (tmp_path / "test_wrong.py").write_text(ADD_TESTS.replace("solution", "wrong"))
     args = ["sandbox", "run", "--root", str(ROOT)]
-    assert main([*args, str(tmp_path / "solution.py"), "--tests", str(tmp_path / "test_solution.py")]) == 0
+    assert (
+        main([*args, str(tmp_path / "solution.py"), "--tests", str(tmp_path / "test_solution.py")])
+        == 0
+    )
     assert "PASSED: 2/2" in capsys.readouterr().out
-    assert main([*args, str(tmp_path / "wrong.py"), "--tests", str(tmp_path / "test_wrong.py")]) == 1
+    assert (
+        main([*args, str(tmp_path / "wrong.py"), "--tests", str(tmp_path / "test_wrong.py")]) == 1
+    )
     assert "FAILED tests_failed" in capsys.readouterr().out
     assert main([*args, str(tmp_path / "nope.py"), "--tests", str(tmp_path / "test_wrong.py")]) == 2
 

@@ -95,8 +95,7 @@ def test_patched_unittest_fails() -> None:
                 self.assertEqual(double(2), 4)
             def test_positive(self):
                 self.assertTrue(double(1) == 2)
-        if __name__ == "__main__":
-            unittest.main()
+        unittest.main()
         """
     )
     out = run(solution, tests)
@@ -173,59 +172,114 @@ def test_syntax_errors_are_named() -> None:
 
 # -- honest code -----------------------------------------------------------------------------
 
+
+def _problem(name: str, good: str, bad: str, tests: str) -> tuple[str, str, str, str]:
+    return name, src(good), src(bad), src(tests)
+
+
 PROBLEMS = [
-    (
+    _problem(
         "fib",
-        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
-        "def fib(n):\n    a, b = 0, 1\n    for _ in range(n - 1):\n        a, b = b, a + b\n"
-        "    return a\n",
-        "from solution import fib\n\ndef test_base():\n    assert fib(0) == 0\n    assert fib(1) == 1\n"
-        "\ndef test_ten():\n    assert fib(10) == 55\n",
+        """
+        def fib(n):
+            a, b = 0, 1
+            for _ in range(n):
+                a, b = b, a + b
+            return a
+        """,
+        """
+        def fib(n):
+            a, b = 0, 1
+            for _ in range(n - 1):
+                a, b = b, a + b
+            return a
+        """,
+        """
+        from solution import fib
+        def test_base():
+            assert fib(0) == 0
+            assert fib(1) == 1
+        def test_ten():
+            assert fib(10) == 55
+        """,
     ),
-    (
+    _problem(
         "is_prime",
         "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))\n",
         "def is_prime(n):\n    return all(n % d for d in range(2, int(n**0.5) + 1))\n",
-        "from solution import is_prime\nimport pytest\n\n"
-        "@pytest.mark.parametrize('n,expected', [(1, False), (2, True), (9, False), (13, True)])\n"
-        "def test_prime(n, expected):\n    assert is_prime(n) is expected\n",
+        """
+        from solution import is_prime
+        import pytest
+        @pytest.mark.parametrize("n,expected", [(1, False), (2, True), (9, False), (13, True)])
+        def test_prime(n, expected):
+            assert is_prime(n) is expected
+        """,
     ),
-    (
+    _problem(
         "mean",
         "def mean(xs):\n    return sum(xs) / len(xs)\n",
         "def mean(xs):\n    return sum(xs) // len(xs)\n",
-        "from pytest import approx\nfrom solution import mean\n\n"
-        "def test_mean():\n    assert mean([1, 2]) == approx(1.5)\n    assert mean([0.1, 0.2]) == approx(0.15)\n",
+        """
+        from pytest import approx
+        from solution import mean
+        def test_mean():
+            assert mean([1, 2]) == approx(1.5)
+            assert mean([0.1, 0.2]) == approx(0.15)
+        """,
     ),
-    (
+    _problem(
         "sorted_copy",
         "def sorted_copy(xs):\n    return sorted(xs)\n",
         "def sorted_copy(xs):\n    xs.sort()\n    return xs\n",
-        "import unittest\nfrom solution import sorted_copy\n\nclass T(unittest.TestCase):\n"
-        "    def test_keeps_input(self):\n        xs = [3, 1, 2]\n"
-        "        self.assertEqual(sorted_copy(xs), [1, 2, 3])\n"
-        "        self.assertEqual(xs, [3, 1, 2])\n",
+        """
+        import unittest
+        from solution import sorted_copy
+        class T(unittest.TestCase):
+            def test_keeps_input(self):
+                xs = [3, 1, 2]
+                self.assertEqual(sorted_copy(xs), [1, 2, 3])
+                self.assertEqual(xs, [3, 1, 2])
+        """,
     ),
-    (
+    _problem(
         "word_counts",
         "from collections import Counter\ndef word_counts(s):\n    return Counter(s.split())\n",
         "def word_counts(s):\n    return {w: 1 for w in s.split()}\n",
-        "from solution import word_counts\n"
-        "assert word_counts('a b a') == {'a': 2, 'b': 1}\n"
-        "assert word_counts('') == {}\n",
+        """
+        from solution import word_counts
+        assert word_counts("a b a") == {"a": 2, "b": 1}
+        assert word_counts("") == {}
+        """,
     ),
-    (
+    _problem(
         "parse_age",
-        "def parse_age(s):\n    n = int(s)\n    if n < 0:\n        raise ValueError(s)\n    return n\n",
+        """
+        def parse_age(s):
+            n = int(s)
+            if n < 0:
+                raise ValueError(s)
+            return n
+        """,
         "def parse_age(s):\n    return abs(int(s))\n",
-        "import pytest\nfrom solution import parse_age\n\ndef test_ok():\n    assert parse_age('7') == 7\n"
-        "\ndef test_negative():\n    with pytest.raises(ValueError):\n        parse_age('-1')\n",
+        """
+        import pytest
+        from solution import parse_age
+        def test_ok():
+            assert parse_age("7") == 7
+        def test_negative():
+            with pytest.raises(ValueError):
+                parse_age("-1")
+        """,
     ),
-    (
+    _problem(
         "pairs",
         "def pairs(xs):\n    return [(a, b) for a, b in zip(xs, xs[1:])]\n",
         "def pairs(xs):\n    return [[a, b] for a, b in zip(xs, xs[1:])]\n",
-        "from solution import pairs\n\ndef test_pairs():\n    assert pairs([1, 2, 3]) == [(1, 2), (2, 3)]\n",
+        """
+        from solution import pairs
+        def test_pairs():
+            assert pairs([1, 2, 3]) == [(1, 2), (2, 3)]
+        """,
     ),
 ]
 

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from synth.sandbox import Limits, RawResult
-from synth.sandbox.judge import judge, js_test_names, prepare
+from synth.sandbox.judge import js_test_names, judge, prepare
 from synth.sandbox.runtime.encode import NotPlain, canonical, decode, dumps, encode, evaluate
 from synth.sandbox.runtime.rewrite import analyze
 
@@ -23,10 +23,12 @@ scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
 scalars |= st.floats(allow_nan=False)
 plain = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4)
-    | st.frozensets(st.integers() | st.text(max_size=4), max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), inner, max_size=4)
+        | st.frozensets(st.integers() | st.text(max_size=4), max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -66,7 +68,8 @@ def test_discovery_covers_every_supported_style() -> None:
         "def test_a():\n    assert f(1) == 2\n"
         "def helper():\n    assert f(0) == 0\n"
         "class TestGroup:\n    def test_b(self):\n        assert f(2) != 3\n"
-        "class Cases(unittest.TestCase):\n    def test_c(self):\n        self.assertEqual(f(3), 4)\n"
+        "class Cases(unittest.TestCase):\n    def test_c(self):\n"
+        "        self.assertEqual(f(3), 4)\n"
         "assert f(5) == 6\n"
         "def test_a():\n    assert f(1) == 2\n"
         "if __name__ == '__main__':\n    unittest.main()\n"
@@ -109,26 +112,40 @@ def test_a_complete_consistent_report_passes() -> None:
         (RawResult(exit=0, report="{not json\n"), "crash"),
         (RawResult(exit=0, report=_report({"t": "start"}, {"t": "end", "n": 0})), "test_mismatch"),
         (
-            RawResult(exit=0, report=_report(
-                {"t": "start"}, PASS, {**PASS, "name": "test_extra"}, {"t": "end", "n": 2})),
+            RawResult(
+                exit=0,
+                report=_report(
+                    {"t": "start"}, PASS, {**PASS, "name": "test_extra"}, {"t": "end", "n": 2}
+                ),
+            ),
             "test_mismatch",
         ),
         (
-            RawResult(exit=0, report=_report(
-                {"t": "start"},
-                {**PASS, "checks": [{"id": 0, "ok": True, "v": [3, 3], "idn": [None]}]},
-                {"t": "end", "n": 1})),
+            RawResult(
+                exit=0,
+                report=_report(
+                    {"t": "start"},
+                    {**PASS, "checks": [{"id": 0, "ok": True, "v": [3, 3], "idn": [None]}]},
+                    {"t": "end", "n": 1},
+                ),
+            ),
             "tests_failed",  # forged values: the literal 2 is the parent's own
         ),
         (
-            RawResult(exit=0, report=_report(
-                {"t": "start"}, {**PASS, "checks": [{"id": 7, "ok": True, "v": [1, 1]}]},
-                {"t": "end", "n": 1})),
+            RawResult(
+                exit=0,
+                report=_report(
+                    {"t": "start"},
+                    {**PASS, "checks": [{"id": 7, "ok": True, "v": [1, 1]}]},
+                    {"t": "end", "n": 1},
+                ),
+            ),
             "tests_failed",  # an assertion that is not in the source
         ),
         (
-            RawResult(exit=0, report=_report(
-                {"t": "start"}, {**PASS, "checks": []}, {"t": "end", "n": 1})),
+            RawResult(
+                exit=0, report=_report({"t": "start"}, {**PASS, "checks": []}, {"t": "end", "n": 1})
+            ),
             "tests_failed",  # the test has an assert, none ran
         ),
         (RawResult(exit=1, report=_report({"t": "start"}, PASS, {"t": "end", "n": 1})), "crash"),
@@ -147,3 +164,72 @@ def test_reports_that_must_not_pass(raw: RawResult, reason: str) -> None:
 def test_no_tests_is_decided_before_running() -> None:
     prep = prepare("def f():\n    pass\n", "print('hi')\n", "python", LIM)
     assert prep.job is None and prep.early is not None and prep.early.reason == "no_tests"
+
+
+def _facts(**over: Any) -> dict[str, Any]:
+    from synth.sandbox.layers import _own_ns
+
+    facts: dict[str, Any] = {
+        "uid": 4242, "euid": 4242, "groups": [], "cap_eff": "0000000000000000",
+        "seccomp": "2", "inet_socket": "EPERM", "pid": 2, "pids_visible": [1, 2],
+        "sid_is_self": True, "stdin": "ok", "write_usr": "EROFS", "write_root": "EROFS",
+        "ns": {n: _own_ns(n) + "-other" for n in ("net", "pid", "ipc", "uts", "mnt")},
+        "env": {"PATH": "/usr/bin", "HOME": "/job/w/home"}, "environ_readable": [],
+        "job_fs_bytes": 16 << 20,
+        "rlimits": {"CPU": 1, "AS": 300 << 20, "FSIZE": 4 << 20, "NOFILE": 256, "NPROC": 16,
+                    "CORE": 0},
+    }  # fmt: skip
+    facts.update(over)
+    return facts
+
+
+@pytest.mark.parametrize(
+    "over,broken",
+    [
+        ({"uid": 0, "euid": 0}, "slot uid"),
+        ({"cap_eff": "00000000000000e0"}, "slot uid"),
+        ({"seccomp": "0", "inet_socket": "ok"}, "seccomp"),
+        ({"env": {"PATH": "/usr/bin", "OPENAI_API_KEY": "x"}}, "scrubbed environment"),
+        ({"environ_readable": [1]}, "scrubbed environment"),
+        ({"write_usr": "ok"}, "read-only system"),
+        ({"pids_visible": [1, 2, 377]}, "pid isolation + cleanup"),
+        ({"job_fs_bytes": 1 << 40}, "job tmpfs quota"),
+        (
+            {
+                "rlimits": {
+                    "CPU": 1,
+                    "AS": -1,
+                    "FSIZE": 4 << 20,
+                    "NOFILE": 256,
+                    "NPROC": 16,
+                    "CORE": 0,
+                }
+            },
+            "rlimits",
+        ),  # fmt: skip
+        ({"stdin": "EAGAIN"}, "stdin closed"),
+    ],
+)
+def test_each_layer_fails_closed_on_what_the_probe_saw(over: dict[str, Any], broken: str) -> None:
+    from synth.sandbox import SandboxSettings
+    from synth.sandbox.layers import evaluate
+
+    settings = SandboxSettings(disk_mb=16, limits=LIM.merged({"file_mb": 4, "nproc": 16}))
+    assert all(la.ok for la in evaluate(settings, _facts(), 4242) if la.required)
+    failed = [
+        la.name for la in evaluate(settings, _facts(**over), 4242) if la.required and not la.ok
+    ]
+    assert failed == [broken]
+
+
+def test_a_parent_secret_seen_by_the_probe_fails_the_environment_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from synth.sandbox import SandboxSettings
+    from synth.sandbox.layers import evaluate
+
+    monkeypatch.setenv("SOME_TOKEN", "tok-0123456789abcdef")
+    settings = SandboxSettings(disk_mb=16, limits=LIM.merged({"file_mb": 4, "nproc": 16}))
+    leaked = _facts(stdout_seen="... tok-0123456789abcdef ...")
+    bad = {la.name for la in evaluate(settings, leaked, 4242) if not la.ok}
+    assert "scrubbed environment" in bad

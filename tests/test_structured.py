@@ -23,7 +23,9 @@ SCHEMA = {
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -33,7 +35,9 @@ json_values = st.recursive(
     before=st.sampled_from(["", "Sure! Here it is:\n", "Answer: ", "```json\n", "```\n"]),
     after=st.sampled_from(["", "\nHope this helps.", "\n```", " Let me know!"]),
 )
-def test_a_json_object_is_found_inside_prose_and_code_fences(value: Any, before: str, after: str) -> None:
+def test_a_json_object_is_found_inside_prose_and_code_fences(
+    value: Any, before: str, after: str
+) -> None:
     assert extract_json(before + json.dumps(value) + after) == value
 
 
@@ -111,7 +115,9 @@ def test_truncated_answers_from_the_stub_are_repaired_by_re_asking() -> None:
             )
             out = await asyncio.gather(
                 *(
-                    c.complete([{"role": "user", "content": f"json please {i}"}], schema={"type": "object"})
+                    c.complete(
+                        [{"role": "user", "content": f"json please {i}"}], schema={"type": "object"}
+                    )
                     for i in range(20)
                 )
             )

@@ -16,15 +16,17 @@ def add_parser(sub: Any) -> None:
         "./.synth-state): a re-run is answered from it instead of paying again.",
     )
     p.add_argument("action", choices=["stats", "clear"], help="what to do")
-    p.add_argument("--state-dir", help="state directory (default: $SYNTH_STATE_DIR or ./.synth-state)")
+    p.add_argument(
+        "--state-dir", help="state directory (default: $SYNTH_STATE_DIR or ./.synth-state)"
+    )
     p.add_argument("--model", help="clear: only this model's answers")
     p.add_argument("--json", action="store_true", help="stats: print JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cache import FILENAME, ResponseCache
-    from ..engine import state_dir
+    from synth.cache import FILENAME, ResponseCache
+    from synth.engine import state_dir
 
     path = Path(args.state_dir or state_dir()) / FILENAME
     if not path.exists():
@@ -44,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     print(f"{stats['path']}: {stats['entries']} answers, {stats['bytes'] / 1e6:.2f} MB")
-    print(f"  a re-run of all of them would otherwise cost ${stats['cost_usd_saved_per_rerun']:.4f}")
+    print(
+        f"  a re-run of all of them would otherwise cost ${stats['cost_usd_saved_per_rerun']:.4f}"
+    )
     for model, s in stats["by_model"].items():
         print(
             f"  {model}: {s['entries']} answers, {s['input_tokens']} in / "

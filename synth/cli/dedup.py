@@ -22,16 +22,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("inputs", nargs="+", help="JSONL files or synth run directories")
     p.add_argument("--out", required=True, help="output JSONL file")
     p.add_argument("--near", action="store_true", help="also remove near duplicates")
-    p.add_argument("--threshold", type=float, default=0.75,
-                   help="Jaccard similarity for --near (default 0.75 -> 14 bands x 8 rows)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.75,
+        help="Jaccard similarity for --near (default 0.75 -> 14 bands x 8 rows)",
+    )
     p.add_argument("--no-exact", action="store_true", help="skip exact dedup")
     p.add_argument("--dups", metavar="FILE", help="also write dropped records with dup_of")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dedup import Deduper, LSHParams
-    from ..errors import ConfigError
+    from synth.dedup import Deduper, LSHParams
+    from synth.errors import ConfigError
 
     if args.no_exact and not args.near:
         raise ConfigError("nothing to do", expected="--near, or exact dedup (drop --no-exact)")
@@ -88,7 +92,7 @@ def _flush(dd: Any, batch: list[tuple[tuple[int, int], str, str]], dropped: dict
 
 
 def _data_file(p: Path) -> Path:
-    from ..batches import open_batch
+    from synth.batches import open_batch
 
     return open_batch(p).data_file
 
@@ -102,7 +106,7 @@ def _raw(files: list[Path]) -> Iterator[tuple[tuple[int, int], str]]:
 
 
 def _lines(files: list[Path]) -> Iterator[tuple[tuple[int, int], dict[str, Any]]]:
-    from ..errors import ConfigError
+    from synth.errors import ConfigError
 
     for key, line in _raw(files):
         try:
@@ -128,11 +132,15 @@ def _is_real(obj: dict[str, Any]) -> bool:
 
 
 def _text(obj: dict[str, Any]) -> str:
-    from ..lexical import text_of
+    from synth.lexical import text_of
 
     return text_of(obj["data"] if isinstance(obj.get("data"), dict) and "id" in obj else obj)
 
 
 def _id(obj: dict[str, Any], key: tuple[int, int]) -> str:
     rid = obj.get("id")
-    return str(rid) if isinstance(rid, str) and isinstance(obj.get("data"), dict) else f"{key[0]}:{key[1]}"
+    return (
+        str(rid)
+        if isinstance(rid, str) and isinstance(obj.get("data"), dict)
+        else f"{key[0]}:{key[1]}"
+    )

@@ -16,25 +16,54 @@ def add_parser(sub: Any) -> None:
         "decontamination, collapse-monitor gating, the real floor in every shard. Writes "
         "shard-*.jsonl, manifest.jsonl, anchor.jsonl and mix_report.json to --out.",
     )
-    p.add_argument("--real", nargs="+", required=True, metavar="PATH",
-                   help="real data: JSONL, CSV, Parquet, or a folder of text files")
-    p.add_argument("--synthetic", nargs="+", default=[], metavar="PATH",
-                   help="synth run directories (their data.jsonl) or JSONL files")
-    p.add_argument("--eval-sets", nargs="+", default=[], metavar="PATH",
-                   help="evaluation sets to decontaminate against (files or folders)")
-    p.add_argument("--anchor", metavar="PATH",
-                   help="explicit held-out real anchor set (default: carved from --real)")
+    p.add_argument(
+        "--real",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="real data: JSONL, CSV, Parquet, or a folder of text files",
+    )
+    p.add_argument(
+        "--synthetic",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="synth run directories (their data.jsonl) or JSONL files",
+    )
+    p.add_argument(
+        "--eval-sets",
+        nargs="+",
+        default=[],
+        metavar="PATH",
+        help="evaluation sets to decontaminate against (files or folders)",
+    )
+    p.add_argument(
+        "--anchor",
+        metavar="PATH",
+        help="explicit held-out real anchor set (default: carved from --real)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--strategy", choices=["accumulate", "fixed_fraction"], default="accumulate")
-    p.add_argument("--real-floor", type=float, default=0.5,
-                   help="minimum real token share in every shard (default 0.5)")
-    p.add_argument("--max-synthetic-ratio", type=float, default=1.0,
-                   help="synthetic tokens <= this x real tokens (accumulate; default 1.0)")
+    p.add_argument(
+        "--real-floor",
+        type=float,
+        default=0.5,
+        help="minimum real token share in every shard (default 0.5)",
+    )
+    p.add_argument(
+        "--max-synthetic-ratio",
+        type=float,
+        default=1.0,
+        help="synthetic tokens <= this x real tokens (accumulate; default 1.0)",
+    )
     p.add_argument("--real-fraction", type=float, help="fixed_fraction: real token share")
     p.add_argument("--target-tokens", type=int, help="total token budget (real floor first)")
     p.add_argument("--max-lineage-depth", type=int, default=1)
-    p.add_argument("--allow-unverified", action="store_true",
-                   help="accept synthetic JSONL records that carry no verdicts")
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept synthetic JSONL records that carry no verdicts",
+    )
     p.add_argument("--allow-low-real", action="store_true", help="permit a real floor < 0.25")
     p.add_argument("--near-threshold", type=float, default=0.75, help="MinHash Jaccard threshold")
     p.add_argument("--no-near", action="store_true", help="exact dedup only")
@@ -47,15 +76,18 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--fix-unicode", action="store_true", help="repair mojibake with ftfy")
     g.add_argument("--strip-html", action="store_true", help="HTML to text")
     g.add_argument("--squash-whitespace", action="store_true")
-    g.add_argument("--scrub-pii", action="store_true",
-                   help="replace emails, phones, card numbers, IPs, IBANs (counted)")
+    g.add_argument(
+        "--scrub-pii",
+        action="store_true",
+        help="replace emails, phones, card numbers, IPs, IBANs (counted)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..decontam import DecontamConfig
-    from ..ingest import Clean
-    from ..mixer import MixConfig, mix
+    from synth.decontam import DecontamConfig
+    from synth.ingest import Clean
+    from synth.mixer import MixConfig, mix
 
     config = MixConfig(
         strategy=args.strategy,
@@ -103,7 +135,9 @@ def summary(report: dict[str, Any], out: Path) -> str:
     for b in report["inputs"]["synthetic"]:
         mon = b.get("monitor")
         if mon and mon["status"] != "ok":
-            lines.append(f"monitor {mon['status']} for {b['path']}: " + "; ".join(mon["reasons"][:3]))
+            lines.append(
+                f"monitor {mon['status']} for {b['path']}: " + "; ".join(mon["reasons"][:3])
+            )
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     lines.append(f"report: {out / 'mix_report.json'}")
     return "\n".join(lines)

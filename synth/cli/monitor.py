@@ -25,8 +25,12 @@ def add_parser(sub: Any) -> None:
         epilog="exit codes: 0 ok, 1 warn, 3 fail, 2 usage or input error",
     )
     p.add_argument("target", help="a synth run directory or a JSONL file")
-    p.add_argument("--anchor", required=True, metavar="PATH",
-                   help="held-out real records (JSONL/CSV/Parquet/folder; the mixer's anchor.jsonl)")
+    p.add_argument(
+        "--anchor",
+        required=True,
+        metavar="PATH",
+        help="held-out real records (JSONL/CSV/Parquet/folder; the mixer's anchor.jsonl)",
+    )
     p.add_argument("--series", help="history series name (default: the run's recipe, or file stem)")
     p.add_argument("--generation", type=int, help="generation index (default: next in series)")
     p.add_argument("--sample-docs", type=int, default=10_000)
@@ -36,15 +40,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-audit", action="store_true", help="skip the verifier tail audit")
     p.add_argument("--no-history", action="store_true", help="no trend rule, record nothing")
     p.add_argument("--state-dir", metavar="DIR", help="override $SYNTH_STATE_DIR")
-    p.add_argument("--out", metavar="FILE",
-                   help="report path (default: TARGET/monitor_report.json for a run directory)")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="report path (default: TARGET/monitor_report.json for a run directory)",
+    )
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..monitor import MonitorConfig, monitor_path, write_json_atomic
+    from synth.errors import ConfigError
+    from synth.monitor import MonitorConfig, monitor_path, write_json_atomic
 
     for name in ("sample_docs", "self_bleu_sample", "baseline_draws"):
         if getattr(args, name) < 2:
@@ -63,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
         root=Path(args.state_dir) if args.state_dir else None,
     )
     target = Path(args.target)
-    out = Path(args.out) if args.out else (target / "monitor_report.json" if target.is_dir() else None)
+    out = (
+        Path(args.out)
+        if args.out
+        else (target / "monitor_report.json" if target.is_dir() else None)
+    )
     if out is not None:
         write_json_atomic(out, report)
     if args.json:

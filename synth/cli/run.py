@@ -30,8 +30,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--input", help="input file for recipes that read one (sets ${input})")
     p.add_argument("--model", help="model for LLM steps (overrides the recipe's model:)")
     p.add_argument("--workers", type=int, default=1, help="processes to shard the run over")
+    add_executor_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite a different run in --out")
     p.add_argument("--no-cache", action="store_true", help="do not reuse cached LLM answers")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="estimate LLM calls, tokens and cost from a few sample records; send nothing",
+    )
     p.add_argument("--max-attempts", type=int, help="override budget.max_attempts")
     p.add_argument("--max-seconds", type=float, help="override budget.max_seconds")
     p.add_argument("--max-cost-usd", type=float, help="override budget.max_cost_usd")
@@ -46,12 +52,18 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from synth import api
+    from synth.executors import get_executor
     from synth.recipe import parse_overrides
 
     quiet = getattr(args, "quiet", False)
     recipe = api.resolve(
         args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
     )
+    if getattr(args, "dry_run", False):
+        from synth.dryrun import estimate, format_estimate
+
+        print(format_estimate(estimate(recipe, args.n, seed=args.seed), recipe.budget))
+        return 0
     progress = _Progress(args.n, enabled=not quiet)
     try:
         result = asyncio.run(
@@ -61,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 out=args.out,
                 workers=args.workers,
+                executor=get_executor(args.executor, address=args.address),
+                shards=args.shards,
                 force=args.force,
                 no_cache=args.no_cache,
                 max_attempts=args.max_attempts,
@@ -75,6 +89,27 @@ def run(args: argparse.Namespace) -> int:
     if not quiet:
         print(summary(result))
     return 0
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """`--executor`, `--shards`, `--address` (shared with `synth batch`)."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="where shards run: local (this machine, default) or ray (a Ray cluster; "
+        "pip install 'synth[ray]')",
+    )
+    p.add_argument(
+        "--shards",
+        type=int,
+        help="shards to split the run into (ray default: the cluster's CPUs; local: --workers)",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster address, e.g. ray://head:10001 (default: a cluster started on this "
+        "machine with `ray start --head`, else a private one)",
+    )
 
 
 def summary(result: Any) -> str:

@@ -44,7 +44,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, limits: dict[str, Any] | None = None) -> Any:
-    from ..sandbox import load_settings
+    from synth.sandbox import load_settings
 
     over: dict[str, Any] = {"workers": 1}
     if args.backend:
@@ -57,14 +57,14 @@ def _settings(args: argparse.Namespace, limits: dict[str, Any] | None = None) ->
 def run_check(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..errors import SandboxError
-    from ..sandbox import jail
-    from ..sandbox.layers import Layer
+    from synth.errors import SandboxError
+    from synth.sandbox import jail
+    from synth.sandbox.layers import Layer
 
     settings = _settings(args)
 
     async def probe() -> tuple[list[Layer], str | None]:
-        from ..sandbox import get_pool, run_tests
+        from synth.sandbox import get_pool, run_tests
 
         layers = await get_pool(settings).layers()
         js = None
@@ -91,7 +91,7 @@ def run_check(args: argparse.Namespace) -> int:
         layers, js = asyncio.run(probe())
         error = None
     except SandboxError as exc:
-        from ..sandbox import get_pool
+        from synth.sandbox import get_pool
 
         layers, js, error = get_pool(settings).last_layers, None, str(exc)
     if js is not None:
@@ -116,8 +116,8 @@ def run_check(args: argparse.Namespace) -> int:
 def run_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..errors import ConfigError
-    from ..sandbox import run_tests
+    from synth.errors import ConfigError
+    from synth.sandbox import run_tests
 
     files = {}
     for label, name in (("solution", args.solution), ("tests", args.tests)):

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SandboxError
+from synth.errors import SandboxError
+
 from .limits import SandboxSettings
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
@@ -36,8 +37,7 @@ PREIMPORT = (
     "textwrap", "asyncio", "inspect", "unittest.mock",
 )  # fmt: skip
 SERVER_CODE = (
-    f"import sys; sys.path.insert(0, {RT_MOUNT!r}); "
-    "from synth_runtime.server import main; main()"
+    f"import sys; sys.path.insert(0, {RT_MOUNT!r}); from synth_runtime.server import main; main()"
 )
 
 
@@ -99,6 +99,20 @@ def _site_binds() -> list[tuple[str, str]]:
 def _parents(path: str) -> list[str]:
     parts = Path(path).parts[1:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _tasks_of(uid: int) -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
+                if int(fields["Uid"].split()[0]) == uid:
+                    n += int(fields.get("Threads", "1"))
+            except (OSError, KeyError, ValueError):
+                continue
+    return n
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,9 @@ def bwrap_launch(settings: SandboxSettings, uid: int | None) -> Launch:
         "--setenv", "LANG", "C.UTF-8", "--chdir", "/",
     ]  # fmt: skip
     cfg = server_config(settings, uid, jailed=True, job_root=JOB_ROOT)
+    if uid is None:
+        # RLIMIT_NPROC counts every process and thread of our own uid on the host.
+        cfg["nproc_base"] = _tasks_of(os.getuid()) + 64
     args += ["--", py, "-I", "-S", "-B", "-c", SERVER_CODE, json.dumps(cfg)]
     return Launch(args, cfg)
 
@@ -189,6 +206,7 @@ def unsafe_launch(settings: SandboxSettings, uid: int | None, job_root: str) -> 
         f"import sys; sys.path.insert(0, {str(RUNTIME_DIR.parent)!r}); "
         "from runtime.server import main; main()"
     )
-    site = sorted({os.path.dirname(src) for src, _ in _site_binds()})
-    cfg["site"] = site
+    cfg["site"] = sorted({os.path.dirname(src) for src, _ in _site_binds()})
+    if uid is None:
+        cfg["nproc_base"] = _tasks_of(os.getuid()) + 64
     return Launch([py, "-I", "-S", "-B", "-c", code, json.dumps(cfg)], cfg)

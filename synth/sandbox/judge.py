@@ -220,7 +220,8 @@ def _bad_python_check(plan: Plan, chk: Any) -> str:
     if not isinstance(values, list) or len(values) != n:
         return f"{where}: malformed check values"
     values = [site.literals.get(i, v) for i, v in enumerate(values)]
-    identity = chk.get("idn") if isinstance(chk.get("idn"), list) else []
+    idn = chk.get("idn")
+    identity: list[Any] = idn if isinstance(idn, list) else []
     try:
         ok = evaluate(site.kind, site.ops, [decode(v) for v in values], identity)
     except Exception:  # a malformed tree or an incomparable pair fails the check
@@ -239,20 +240,25 @@ def _recheck_js(ev: dict[str, Any]) -> tuple[str, str]:
             return "failed", "a failed assertion was caught inside the test"
         if chk.get("big") is True or chk.get("op") == "throws":
             continue
-        op, values = chk.get("op"), chk.get("v")
         try:
-            vals = [decode(v) for v in values]  # type: ignore[union-attr]
-            ok = {
-                "eq": lambda: vals[0] == vals[1],
-                "ne": lambda: vals[0] != vals[1],
-                "true": lambda: vals[0] is True,
-                "false": lambda: vals[0] is False,
-            }[op]()  # type: ignore[index]
+            ok = _js_holds(str(chk.get("op")), [decode(v) for v in chk.get("v")])  # type: ignore[union-attr]
         except Exception:
             ok = False
         if not ok:
             return "failed", "the recorded values do not satisfy the assertion"
     return "passed", ""
+
+
+def _js_holds(op: str, vals: list[Any]) -> bool:
+    if op == "eq":
+        return bool(vals[0] == vals[1])
+    if op == "ne":
+        return bool(vals[0] != vals[1])
+    if op == "true":
+        return vals[0] is True
+    if op == "false":
+        return vals[0] is False
+    return False
 
 
 # -- the verdict -----------------------------------------------------------------------------
@@ -279,6 +285,9 @@ def judge(prep: Prepared, raw: RawResult, limits: Limits, language: str) -> Outc
     if raw.output_exceeded or raw.report_overflow:
         what = "report" if raw.report_overflow else f"{raw.output_bytes} bytes of output"
         return fail("output_limit", f"{what} exceeds {limits.output_kb} KiB", language, **common)
+    if raw.oom_killed:  # the slot's memory cgroup killed part of the job: that is the cause
+        return fail("memory", "the job's processes together exceeded the slot's memory limit",
+                    language, **common)  # fmt: skip
     if raw.timed_out or raw.signal == signal.SIGXCPU:
         where = f" in {running}" if running else ""
         limit = f"wall {limits.wall_s} s" if raw.timed_out else f"cpu {limits.cpu_s} s"
@@ -287,7 +296,9 @@ def judge(prep: Prepared, raw: RawResult, limits: Limits, language: str) -> Outc
         return fail("output_limit", f"a file exceeded {limits.file_mb} MiB", language, **common)
     near_limit = raw.maxrss_kb * 1024 >= 0.8 * (limits.memory_mb << 20)
     if _MEMORY.search(texts) or (raw.signal in _CRASH_SIGNALS and near_limit):
-        return fail("memory", f"exceeded the {limits.memory_mb} MiB memory limit", language, **common)
+        return fail(
+            "memory", f"exceeded the {limits.memory_mb} MiB memory limit", language, **common
+        )
     if events is None or ended is None:
         how = f"signal {raw.signal}" if raw.signal else f"exit status {raw.exit}"
         why = "garbled report" if events is None else "the test run did not finish"

@@ -18,6 +18,9 @@ ALLOWED_ENV = {
 }  # fmt: skip
 
 
+ALWAYS_REQUIRED = {"rlimits", "scrubbed environment", "new session", "stdin closed"}
+
+
 @dataclass(frozen=True)
 class Layer:
     name: str
@@ -38,11 +41,16 @@ def _secret_values() -> list[str]:
     return [v for v in os.environ.values() if len(v) >= 8 and v not in ("/usr/bin:/bin",)]
 
 
-def evaluate(settings: SandboxSettings, facts: dict[str, Any], uid: int | None) -> list[Layer]:
+def evaluate(
+    settings: SandboxSettings, facts: dict[str, Any], uid: int | None, cgroup: str | None = None
+) -> list[Layer]:
     jailed = settings.backend == "bwrap"
     out: list[Layer] = []
 
     def add(name: str, ok: bool, detail: str, required: bool = True) -> None:
+        # unsafe-local is the user's informed choice: only what every backend can always
+        # do stays mandatory there; the rest is reported, not enforced.
+        required = required and (jailed or name in ALWAYS_REQUIRED)
         out.append(Layer(name, bool(ok), required, detail))
 
     ns = facts.get("ns", {})
@@ -65,7 +73,9 @@ def evaluate(settings: SandboxSettings, facts: dict[str, Any], uid: int | None) 
         jailed and set(pids) <= {1, facts.get("pid")},
         f"job sees pids {pids[:8]}; daemons are killed with kill(-1) from pid 1"
         if jailed
-        else "no pid namespace: cleanup by uid sweep" if uid is not None else "session kill only",
+        else "no pid namespace: cleanup by uid sweep"
+        if uid is not None
+        else "session kill only",
         jailed,
     )
     add(
@@ -131,8 +141,20 @@ def evaluate(settings: SandboxSettings, facts: dict[str, Any], uid: int | None) 
         f"variables: {', '.join(sorted(env))}"
         + (f"; unexpected: {extra}" if extra else "")
         + (f"; {len(leaked)} parent value(s) visible!" if leaked else "")
-        + (f"; readable environ of pids {facts['environ_readable']}" if facts.get(
-            "environ_readable") else ""),
+        + (
+            f"; readable environ of pids {facts['environ_readable']}"
+            if facts.get("environ_readable")
+            else ""
+        ),
+    )
+    add(
+        "memory cgroup",
+        cgroup is not None,
+        f"slot bounded as a whole: {cgroup}"
+        if cgroup
+        else "unavailable here (needs root and a "
+        "writable cgroup hierarchy): memory is bounded per process only",
+        False,
     )
     add("new session", bool(facts.get("sid_is_self")), "job leads its own session (setsid)")
     add("stdin closed", facts.get("stdin") == "ok", "stdin reads end-of-file at once")

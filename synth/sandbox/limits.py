@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from synth.errors import ConfigError
 
 BACKENDS = ("bwrap", "unsafe-local")
 
@@ -54,7 +54,7 @@ class Limits:
     def merged(self, overrides: Mapping[str, Any] | None, *, file: str | None = None) -> Limits:
         if not overrides:
             return self
-        from ..schema import check
+        from synth.schema import check
 
         check(dict(overrides), LIMITS_SCHEMA, file=file, what="sandbox limits")
         return replace(self, **dict(overrides))
@@ -81,7 +81,7 @@ class SandboxSettings:
 
 def default_file(base_dir: Path | None = None) -> Path | None:
     """`verifiers/sandbox.yaml` of the project (recipe root or working directory)."""
-    from ..content import resolve
+    from synth.content import resolve
 
     try:
         return resolve("verifiers", "sandbox", base_dir or Path.cwd())
@@ -98,7 +98,7 @@ def load_settings(
 ) -> SandboxSettings:
     """Defaults from `verifiers/sandbox.yaml`, then `overrides` (a verifier's or step's
     config: `backend`, `workers`, `disk_mb`, `limits: {...}`), validated with good errors."""
-    from ..content import load_yaml
+    from synth.content import load_yaml
 
     merged: dict[str, Any] = {}
     path = default_file(base_dir)
@@ -109,7 +109,7 @@ def load_settings(
     over = {k: v for k, v in (overrides or {}).items() if k in SETTINGS_SCHEMA}
     over_limits = dict(over.pop("limits", {}) or {})
     merged.update({k: v for k, v in over.items() if v is not None or k in ("python", "node")})
-    from ..schema import check
+    from synth.schema import check
 
     schema = {"type": "object", "properties": SETTINGS_SCHEMA, "additionalProperties": False}
     check(merged, schema, file=file or (str(path) if path else None), what="sandbox settings")

@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SandboxError
-from . import jail, layers, uids
+from synth.errors import SandboxError
+
+from . import cgroups, jail, layers, uids
 from .limits import Limits, SandboxSettings
 
 log = logging.getLogger("synth.sandbox")
@@ -67,6 +68,7 @@ class RawResult:
     cpu_ms: float = 0.0
     maxrss_kb: int = 0
     error: str = ""  # set when the sandbox itself failed, not the job
+    oom_killed: bool = False  # the slot's memory cgroup had to kill a job process
 
     @classmethod
     def from_reply(cls, reply: Mapping[str, Any]) -> RawResult:
@@ -83,6 +85,8 @@ class _Slot:
         self.job_root: str | None = None
         self.facts: dict[str, Any] = {}
         self.ready = False
+        self.cgroup: cgroups.SlotCgroup | None = None
+        self.errlog: Any = None  # the server's and bubblewrap's own stderr, for diagnosis
 
     @property
     def uid(self) -> int | None:
@@ -100,16 +104,30 @@ class _Slot:
             self.job_root = tempfile.mkdtemp(prefix="synth-sbx-")
             os.chmod(self.job_root, 0o711)
             launch = jail.unsafe_launch(settings, self.uid, self.job_root)
+        if self.errlog is None:
+            self.errlog = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the slot)
+        self.errlog.seek(0)
+        self.errlog.truncate()
         self.proc = subprocess.Popen(
             launch.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.errlog,
             env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},  # nothing of ours, ever
             start_new_session=True,
             close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        if self.lease is not None and self.cgroup is None:
+            self.cgroup = cgroups.SlotCgroup.create(str(self.lease.uid))
+        if self.cgroup is not None:
+            lim = settings.limits
+            try:
+                self.cgroup.set_limits(lim.memory_mb, settings.disk_mb, lim.nproc)
+                self.cgroup.add(self.proc.pid)
+            except OSError:  # an optional layer: report it missing rather than fail
+                self.cgroup.remove()
+                self.cgroup = None
         os.set_blocking(self.proc.stdout.fileno(), False)
         os.set_blocking(self.proc.stdin.fileno(), False)
         self.ready = False
@@ -137,8 +155,22 @@ class _Slot:
             shutil.rmtree(self.job_root, ignore_errors=True)
             self.job_root = None
 
+    def stderr_tail(self) -> str:
+        if self.errlog is None:
+            return ""
+        self.errlog.seek(0, os.SEEK_END)
+        size = self.errlog.tell()
+        self.errlog.seek(max(0, size - 2000))
+        return str(self.errlog.read().decode("utf-8", "replace")).strip()
+
     def close(self) -> None:
         self.kill()
+        if self.errlog is not None:
+            self.errlog.close()
+            self.errlog = None
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         if self.lease is not None:
             self.lease.release()
             self.lease = None
@@ -152,6 +184,15 @@ class _Slot:
         hello = await self._read(START_TIMEOUT_S)
         if not hello.get("ready"):
             raise SandboxError(f"sandbox server did not start: {hello}")
+        in_cgroup = None
+        if self.cgroup is not None and self.proc is not None:
+            # bubblewrap may have forked the server before it joined: move the server too.
+            server = cgroups.server_host_pid(self.proc.pid) if self.pool.name == "bwrap" else None
+            for pid in (self.proc.pid, server):
+                if pid:
+                    self.cgroup.add(pid)
+                    cgroups.protect_from_oom(pid)
+            in_cgroup = self.cgroup.describe()
         probe = Job("probe", {}, self.pool.settings.limits)
         reply = await self.request(probe.message(), self.pool.settings.limits.wall_s + GRACE_S)
         result = RawResult.from_reply(reply)
@@ -162,7 +203,7 @@ class _Slot:
                 f"sandbox probe failed to report (exit {result.exit}, signal {result.signal}): "
                 f"{result.stderr[-2000:]}"
             ) from None
-        report = layers.evaluate(self.pool.settings, self.facts, self.uid)
+        report = layers.evaluate(self.pool.settings, self.facts, self.uid, in_cgroup)
         self.pool.last_layers = report
         failed = [layer for layer in report if layer.required and not layer.ok]
         if failed:
@@ -174,9 +215,9 @@ class _Slot:
             )
         self.ready = True
 
-    async def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def request(self, msg: dict[str, Any], limit_s: float) -> dict[str, Any]:
         await self._write(json.dumps(msg, separators=(",", ":")).encode())
-        return await self._read(timeout)
+        return await self._read(limit_s)
 
     async def _write(self, body: bytes) -> None:
         assert self.proc is not None and self.proc.stdin is not None
@@ -189,14 +230,19 @@ class _Slot:
                 continue
             except BlockingIOError:
                 pass
-            writable = loop.create_future()
-            loop.add_writer(fd, lambda f=writable: f.done() or f.set_result(None))
+            writable: asyncio.Future[None] = loop.create_future()
+
+            def wake(f: asyncio.Future[None] = writable) -> None:
+                if not f.done():
+                    f.set_result(None)
+
+            loop.add_writer(fd, wake)
             try:
                 await writable
             finally:
                 loop.remove_writer(fd)
 
-    async def _read(self, timeout: float) -> dict[str, Any]:
+    async def _read(self, limit_s: float) -> dict[str, Any]:
         assert self.proc is not None and self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         loop = asyncio.get_running_loop()
@@ -226,10 +272,11 @@ class _Slot:
 
         loop.add_reader(fd, on_readable)
         try:
-            body = await asyncio.wait_for(done, timeout)
+            body = await asyncio.wait_for(done, limit_s)
         finally:
             loop.remove_reader(fd)
-        return json.loads(body)  # type: ignore[no-any-return]
+        reply: dict[str, Any] = json.loads(body)
+        return reply
 
 
 class ForkServerPool:
@@ -259,7 +306,11 @@ class ForkServerPool:
             await slot.ensure_ready()
         except (TimeoutError, EOFError, OSError, ValueError) as exc:
             slot.kill()
-            raise SandboxError(f"sandbox worker {slot.index} failed to start: {exc}") from exc
+            why = slot.stderr_tail()
+            raise SandboxError(
+                f"sandbox worker {slot.index} failed to start: {type(exc).__name__}: {exc}"
+                + (f"\n{why}" if why else "")
+            ) from exc
         except SandboxError:
             slot.kill()
             raise
@@ -274,15 +325,25 @@ class ForkServerPool:
         slot = await self._acquire()
         try:
             await self._ready(slot)
+            ooms = 0
+            if slot.cgroup is not None:
+                slot.cgroup.set_limits(
+                    job.limits.memory_mb, self.settings.disk_mb, job.limits.nproc
+                )
+                ooms = slot.cgroup.oom_kills()
             try:
                 reply = await slot.request(job.message(), job.limits.wall_s + GRACE_S)
+            except asyncio.CancelledError:
+                slot.kill()  # its reply would be read by the next job: start afresh
+                raise
             except (TimeoutError, EOFError, OSError, ValueError) as exc:
                 slot.kill()
                 return RawResult(error=f"sandbox worker failed: {type(exc).__name__}: {exc}")
             if not reply.get("ok"):
                 slot.kill()
                 return RawResult(error=str(reply.get("error", "sandbox worker error"))[-2000:])
-            return RawResult.from_reply(reply)
+            oom = slot.cgroup is not None and slot.cgroup.oom_kills() > ooms
+            return RawResult.from_reply({**reply, "oom_killed": oom})
         finally:
             self._release(slot)
 
@@ -312,8 +373,7 @@ def warn_unsafe() -> None:
         "\n" + "!" * 78 + "\n"
         "!! synth sandbox backend 'unsafe-local': generated code runs WITHOUT namespaces,\n"
         "!! read-only system dirs or a disk quota. It can read your files, fill the disk\n"
-        "!! and reach the network stack. Use only for code you would run yourself.\n"
-        + "!" * 78
+        "!! and reach the network stack. Use only for code you would run yourself.\n" + "!" * 78
     )
     log.warning(msg)
     import sys

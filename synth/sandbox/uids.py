@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SandboxError
+from synth.errors import SandboxError
 
 # Above the ranges distributions hand out to users and to rootless containers (subuid).
 UID_BASE = 1_950_000_000

@@ -58,7 +58,8 @@ def load_topics(ref: str | list[Any], ctx: Context) -> tuple[list[dict[str, Any]
 def parse_problem(text: str) -> dict[str, str]:
     """title, entry_point, signature and statement from a model's problem text. A missing
     function name becomes `solve`, which the solution and test prompts then both use."""
-    title = (_TITLE.search(text) or [None, ""])[1].strip().strip("*#` ")
+    t = _TITLE.search(text)
+    title = t.group(1).strip().strip("*#` ") if t else ""
     m = _FUNC.search(text)
     if m:
         name, args = m.group(1), (m.group(2) or "()").strip().rstrip("`*").strip()
@@ -173,15 +174,6 @@ def code_problems(
 def _derive_step(name: str, template: str, field: str, doc: str, **defaults: Any) -> None:
     """Register a step that fills `field` with code the model writes from the problem."""
 
-    @step(
-        name,
-        llm=True,
-        schema={
-            "type": "object",
-            "properties": {**SAMPLING_SCHEMA, "template": {"type": "string"}},
-            "additionalProperties": False,
-        },
-    )
     def factory(
         *,
         template: str = template,
@@ -218,6 +210,12 @@ def _derive_step(name: str, template: str, field: str, doc: str, **defaults: Any
 
     factory.__doc__ = doc
     factory.__name__ = name
+    schema = {
+        "type": "object",
+        "properties": {**SAMPLING_SCHEMA, "template": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    step(name, llm=True, schema=schema)(factory)  # after __doc__: `synth list` shows it
 
 
 _derive_step(
@@ -268,8 +266,7 @@ def code_run(
             outcome = await runner.run(ctx, solution, tests, lang)
             rounds = 0
             while not outcome.ok and rounds < fix_rounds and _fixable(outcome):
-                attempts.append({"round": rounds, "verdict": outcome.reason,
-                                 "passed": outcome.passed, "total": len(outcome.tests)})  # fmt: skip
+                attempts.append(_attempt(rounds, outcome))
                 variables = {
                     "problem": r.data.get("problem", ""),
                     "signature": r.data.get("signature", ""),
@@ -291,8 +288,7 @@ def code_run(
                 rounds += 1
                 solution = extract_code(text, lang)
                 outcome = await runner.run(ctx, solution, tests, lang)
-            attempts.append({"round": rounds, "verdict": outcome.reason,
-                             "passed": outcome.passed, "total": len(outcome.tests)})  # fmt: skip
+            attempts.append(_attempt(rounds, outcome))
             if outcome.ok and rounds:
                 ctx.stats["code_run_fixed"] += 1
             data = {**r.data, "solution": solution, "fix_rounds": rounds, **run_results(outcome)}
@@ -302,6 +298,15 @@ def code_run(
             yield out
 
     return run
+
+
+def _attempt(rounds: int, outcome: Any) -> dict[str, Any]:
+    return {
+        "round": rounds,
+        "verdict": outcome.reason,
+        "passed": outcome.passed,
+        "total": len(outcome.tests),
+    }
 
 
 def _fixable(outcome: Any) -> bool:

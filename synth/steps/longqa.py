@@ -62,14 +62,17 @@ SCHEMA: dict[str, Any] = {
 
 
 def qa_schema(n: int) -> dict[str, Any]:
+    """Bounded on purpose: where the provider enforces the schema (llama.cpp grammars),
+    the length caps keep the JSON short enough to finish inside `max_tokens`, so a long
+    quote never truncates the answer into a re-ask."""
     item = {
         "type": "object",
-        "properties": {
-            "question": {"type": "string", "minLength": 3},
-            "answer": {"type": "string", "minLength": 1},
-            "evidence": {"type": "string", "minLength": 3},
+        "properties": {  # evidence first: copy, then ask (see templates/prompts/longqa.j2)
+            "evidence": {"type": "string", "minLength": 3, "maxLength": 300},
+            "question": {"type": "string", "minLength": 3, "maxLength": 160},
+            "answer": {"type": "string", "minLength": 1, "maxLength": 160},
         },
-        "required": ["question", "answer", "evidence"],
+        "required": ["evidence", "question", "answer"],
     }
     qa = {"type": "array", "items": item, "minItems": 1, "maxItems": n}
     return {"type": "object", "properties": {"qa": qa}, "required": ["qa"]}

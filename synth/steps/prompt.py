@@ -32,8 +32,14 @@ from synth.templating import Prompt, load_prompt
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "template": {"type": "string", "description": "a prompt in templates/prompts/, or a .j2 path"},
-        "prompt": {"type": "string", "description": "an inline Jinja2 prompt (instead of template)"},
+        "template": {
+            "type": "string",
+            "description": "a prompt in templates/prompts/, or a .j2 path",
+        },
+        "prompt": {
+            "type": "string",
+            "description": "an inline Jinja2 prompt (instead of template)",
+        },
         "system": {"type": "string", "description": "an inline Jinja2 system message"},
         "output_field": {"type": "string", "minLength": 1, "default": "completion"},
         "json": {"type": "boolean", "default": False},
@@ -78,7 +84,12 @@ def prompt(
     inline = None if prompt is None else _inline(prompt, "prompt")
     system_prompt = None if system is None else _inline(system, "system")
     want = schema if schema is not None else ({} if json else None)
-    sampling = {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "stop": stop}
+    sampling: dict[str, Any] = {
+        "temperature": temperature,
+        "top_p": top_p,
+        "max_tokens": max_tokens,
+        "stop": stop,
+    }
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         tmpl = inline or load_prompt(str(template), ctx.base_dir)

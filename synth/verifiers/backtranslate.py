@@ -12,6 +12,7 @@ a faithful round trip of a sentence scores 55-80, a paraphrase 35-55, unrelated 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from synth.chain import Verdict, Verifier
@@ -44,11 +45,16 @@ SCHEMA: dict[str, Any] = {
 DEFAULT_THRESHOLD = {"translate": 40.0, "instruction": 20.0}
 
 
-def chrf(hypothesis: str, reference: str) -> float:
-    """Sentence-level chrF (sacrebleu defaults: character 6-grams, beta 2), 0-100."""
+@cache
+def _metric() -> Any:
     from sacrebleu.metrics import CHRF
 
-    return float(CHRF().sentence_score(hypothesis, [reference]).score)
+    return CHRF()
+
+
+def chrf(hypothesis: str, reference: str) -> float:
+    """Sentence-level chrF (sacrebleu defaults: character 6-grams, beta 2), 0-100."""
+    return float(_metric().sentence_score(hypothesis, [reference]).score)
 
 
 @verifier("backtranslate", schema=SCHEMA, llm=True)

@@ -91,7 +91,11 @@ def unit_tests(
         info = {
             "language": outcome.language,
             "tests": [
-                {"name": t.name, "status": t.status, **({"error": t.error[:300]} if t.error else {})}
+                {
+                    "name": t.name,
+                    "status": t.status,
+                    **({"error": t.error[:300]} if t.error else {}),
+                }
                 for t in outcome.tests
             ],
             "wall_ms": outcome.wall_ms,

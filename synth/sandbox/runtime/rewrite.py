@@ -7,16 +7,19 @@ rewritten module. Supported: pytest-style `test*` functions (with `pytest.raises
 plain `Test*` classes, and bare top-level `assert` statements (each one a test)."""
 
 from __future__ import annotations
-
 import __future__ as future
+
 import ast
 from dataclasses import dataclass, field
 from typing import Any
 
 from .encode import NotPlain, encode
 
-CHECK, RAISES, RAISES_CALL, APPROX = "_synth_check", "_synth_raises", "_synth_raises_call", (
-    "_synth_approx"
+CHECK, RAISES, RAISES_CALL, APPROX = (
+    "_synth_check",
+    "_synth_raises",
+    "_synth_raises_call",
+    ("_synth_approx"),
 )
 
 # unittest method -> (check kind, ops, number of value operands)
@@ -24,9 +27,15 @@ _UNITTEST: dict[str, tuple[str, tuple[str, ...], int]] = {
     **{
         m: ("cmp", ("Eq",), 2)
         for m in (
-            "assertEqual assertEquals assertListEqual assertTupleEqual assertDictEqual "
-            "assertSetEqual assertSequenceEqual assertMultiLineEqual"
-        ).split()
+            "assertEqual",
+            "assertEquals",
+            "assertListEqual",
+            "assertTupleEqual",
+            "assertDictEqual",
+            "assertSetEqual",
+            "assertSequenceEqual",
+            "assertMultiLineEqual",
+        )  # fmt: skip
     },
     "assertNotEqual": ("cmp", ("NotEq",), 2),
     "assertTrue": ("truth", (), 1),
@@ -78,7 +87,7 @@ def analyze(source: str, filename: str = "test_solution.py") -> tuple[ast.Module
     rw = _Rewriter(plan)
     body: list[ast.stmt] = []
     for stmt in tree.body:
-        if _is_main_guard(stmt):
+        if _is_main_guard(stmt) or _is_framework_main(stmt):
             continue  # `unittest.main()` and demo code must not run: the runner runs tests
         if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
             for alias in stmt.names:
@@ -89,9 +98,7 @@ def analyze(source: str, filename: str = "test_solution.py") -> tuple[ast.Module
             body.append(rw.visit_in(stmt, stmt.name))
         elif isinstance(stmt, ast.ClassDef) and _is_test_class(stmt):
             for i, item in enumerate(stmt.body):
-                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and _is_test(
-                    item.name
-                ):
+                if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and _is_test(item.name):
                     name = f"{stmt.name}.{item.name}"
                     _add(plan, name)
                     stmt.body[i] = rw.visit_in(item, name)
@@ -133,6 +140,19 @@ def _is_main_guard(stmt: ast.stmt) -> bool:
         return False
     names = [stmt.test.left, *stmt.test.comparators]
     return any(isinstance(n, ast.Name) and n.id == "__name__" for n in names)
+
+
+def _is_framework_main(stmt: ast.stmt) -> bool:
+    """A bare `unittest.main()` / `pytest.main()` line (it would exit before any test)."""
+    if not isinstance(stmt, ast.Expr) or not isinstance(stmt.value, ast.Call):
+        return False
+    func = stmt.value.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "main"
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("unittest", "pytest")
+    )
 
 
 def _name(node: ast.expr) -> str:
@@ -217,9 +237,7 @@ class _Rewriter(ast.NodeTransformer):
                 sid = self._site("raises", [], [], c.lineno)
                 kws = [ast.keyword("match", match)] if match is not None else []
                 item.context_expr = ast.copy_location(
-                    ast.Call(
-                        ast.Name(RAISES, ast.Load()), [ast.Constant(sid), c.args[0]], kws
-                    ),
+                    ast.Call(ast.Name(RAISES, ast.Load()), [ast.Constant(sid), c.args[0]], kws),
                     c,
                 )
         self.generic_visit(node)

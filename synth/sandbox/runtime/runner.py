@@ -123,9 +123,7 @@ def _helpers(rep: _Report) -> dict[str, Any]:
             if ok and self.match is not None:
                 ok = re.search(self.match, str(ev)) is not None
             mro = [c.__name__ for c in type.mro(et)] if isinstance(et, type) else []
-            rep.record(
-                {"id": self.sid, "ok": ok, "raised": mro, "expected": self._names()}, 128
-            )
+            rep.record({"id": self.sid, "ok": ok, "raised": mro, "expected": self._names()}, 128)
             if not ok:
                 return False  # the unexpected exception propagates: the test errors
             self.value = self.exception = ev
@@ -227,8 +225,11 @@ def _run_module_body(
     for idx, stmt in enumerate(tree.body):
         name = plan.top_level.get(idx)
         code = compile(
-            ast.Module(body=[stmt], type_ignores=[]), fname, "exec",
-            flags=plan.future_flags, dont_inherit=True,
+            ast.Module(body=[stmt], type_ignores=[]),
+            fname,
+            "exec",
+            flags=plan.future_flags,
+            dont_inherit=True,
         )
         if name is not None:
             _one(rep, name, lambda code=code: exec(code, ns), files)
@@ -255,8 +256,14 @@ def _one(rep: _Report, name: str, call: Any, files: tuple[str, ...]) -> None:
         status, error = _status(exc), _error_text(exc, files)
     ms = round((_perf() - t0) * 1000, 3)
     rep.emit(
-        {"t": "test", "name": name, "status": status, "error": error,
-         "checks": rep.checks, "ms": ms}
+        {
+            "t": "test",
+            "name": name,
+            "status": status,
+            "error": error,
+            "checks": rep.checks,
+            "ms": ms,
+        }
     )
 
 
@@ -310,15 +317,12 @@ def _cases(fn: Any) -> list[dict[str, Any]]:
     return cases
 
 
-class _SkipExc(Exception):
-    pass
-
-
-_SkipExc.__name__ = "Skipped"
+class Skipped(Exception):
+    """A test marked skip/skipif/xfail: it proves nothing, so it does not pass."""
 
 
 def _skip(why: str) -> BaseException:
-    return _SkipExc(why)
+    return Skipped(why)
 
 
 def _call_function(fn: Any, name: str) -> None:
@@ -328,8 +332,7 @@ def _call_function(fn: Any, name: str) -> None:
     params = [
         p.name
         for p in inspect.signature(fn).parameters.values()
-        if p.default is inspect.Parameter.empty
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
     for i, kwargs in enumerate(cases):
         missing = [p for p in params if p not in kwargs]

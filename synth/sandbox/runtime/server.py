@@ -261,6 +261,11 @@ class Server:
             os.dup2(rep, 3)
             os.closerange(4, 65536)
             kind = req.get("kind", "python")
+            try:  # jobs, not the server, are what an out-of-memory kill should pick
+                with open("/proc/self/oom_score_adj", "w") as fh:
+                    fh.write("1000")
+            except OSError:
+                pass
             self._limits(lim, kind)
             if self.uid is not None:
                 gid = self.gid if self.gid is not None else self.uid
@@ -296,9 +301,11 @@ class Server:
 
             random.seed(os.urandom(16))
             tempfile.tempdir = None
-            sys.stdin = open(0, encoding="utf-8", closefd=False)
-            sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-            sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+            # The job's own std streams, open for the rest of its life.
+            sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+            kw = {"encoding": "utf-8", "errors": "backslashreplace", "closefd": False}
+            sys.stdout = open(1, "w", **kw)  # type: ignore[call-overload]  # noqa: SIM115
+            sys.stderr = open(2, "w", **kw)  # type: ignore[call-overload]  # noqa: SIM115
             sys.argv = [req.get("solution_file", "main.py")]
             if kind == "python":
                 self.runner.run(req, 3)
@@ -356,6 +363,7 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent's EOF or SIGKILL stop us
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of a job come back to us
     libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE=0: a job of the same uid cannot ptrace us
