@@ -96,7 +96,7 @@ async def run(
     rec = resolve(recipe, settings=settings, model=model, input=input)
     budget = _budget(rec, max_attempts, max_seconds, max_cost_usd, max_tokens)
     attempts = budget["max_attempts"] or rec.budget.attempts_for(n)
-    workers = exe.shard_count(workers=workers, shards=shards)  # shards: the run's identity
+    workers = await exe.shard_count(workers=workers, shards=shards)  # shards: the run's identity
     plan = plan_shards(n, workers, attempts)
     out_dir = Path(out) if out is not None else Path("out") / rec.name
     payload = {

@@ -17,7 +17,7 @@ from typing import Any
 
 _counter = itertools.count()
 
-_RC = {
+_RC: Any = {  # typed Any: matplotlib stubs want Literal keys
     "svg.fonttype": "none",
     "svg.hashsalt": "synth",
     "font.family": "sans-serif",
@@ -74,9 +74,7 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
         ax.barh(list(ys), [values[i] for i in order], color=_PALETTE[1])
         ax.set_yticks(list(ys), [_short(labels[i]) for i in order])
         for y, i in zip(ys, order, strict=True):
-            ax.annotate(
-                f" {values[i]:g}", (values[i], y), va="center", fontsize=8, color="#374151"
-            )
+            ax.annotate(f" {values[i]:g}", (values[i], y), va="center", fontsize=8, color="#374151")
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         ax.margins(x=0.15)
@@ -98,9 +96,7 @@ def histogram(
         edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
         for color, (name, data) in zip(_PALETTE, series.items(), strict=False):
             if data:
-                ax.hist(
-                    data, bins=edges, alpha=0.55, color=color, label=f"{name} ({len(data)})"
-                )
+                ax.hist(data, bins=edges, alpha=0.55, color=color, label=f"{name} ({len(data)})")
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("records")

@@ -61,7 +61,9 @@ class Rubric:
     def schema(self) -> dict[str, Any]:
         """Scores first, then a bounded reason: small models asked for the reason first
         ramble, run out of tokens, or copy the data into it and then score at random."""
-        scores = {c.name: {"type": "integer", "minimum": 1, "maximum": 5} for c in self.criteria}
+        # An enum rather than integer bounds: llama.cpp grammars enforce enums but not
+        # minimum/maximum, and an out-of-range score would cost a re-ask.
+        scores = {c.name: {"enum": [1, 2, 3, 4, 5]} for c in self.criteria}
         reason = {"type": "string", "maxLength": 300}
         return {
             "type": "object",

@@ -387,17 +387,16 @@ def client_for_run(
     (`SYNTH_LLM_MAX_CONCURRENCY`, `SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`, `SYNTH_LLM_TIMEOUT`,
     `SYNTH_LLM_MAX_ATTEMPTS`); endpoints and keys are litellm's usual variables
     (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...)."""
-    env = os.environ
     if limits is None:
         limits = Limits(
-            max_concurrency=int(env.get("SYNTH_LLM_MAX_CONCURRENCY") or 64),
-            rpm=float(env["SYNTH_LLM_RPM"]) if env.get("SYNTH_LLM_RPM") else None,
-            tpm=float(env["SYNTH_LLM_TPM"]) if env.get("SYNTH_LLM_TPM") else None,
+            max_concurrency=int(_env("SYNTH_LLM_MAX_CONCURRENCY") or 64),
+            rpm=_env("SYNTH_LLM_RPM"),
+            tpm=_env("SYNTH_LLM_TPM"),
         )
     if retry is None:
         retry = RetryPolicy(
-            max_attempts=int(env.get("SYNTH_LLM_MAX_ATTEMPTS") or 6),
-            timeout=float(env.get("SYNTH_LLM_TIMEOUT") or 120),
+            max_attempts=int(_env("SYNTH_LLM_MAX_ATTEMPTS") or 6),
+            timeout=_env("SYNTH_LLM_TIMEOUT") or 120.0,
         )
     cache = None if no_cache else ResponseCache(Path(state_dir) / FILENAME)
     return LLMClient(
@@ -409,6 +408,26 @@ def client_for_run(
         max_tokens=max_tokens,
         litellm_params=litellm_params,
     )
+
+
+def _env(name: str) -> float | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(
+            "not a positive number",
+            file="environment",
+            path=name,
+            expected="a number > 0",
+            found=text,
+            fix=f"set {name} to a positive number, or unset it",
+        )
+    return value
 
 
 def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -483,7 +502,7 @@ def _after_first_call() -> None:
         _gc_frozen = True
         gc.freeze()
         if gc.get_threshold()[0] == 700:  # CPython's default
-            gc.set_threshold(10_000, 20, 20)
+            gc.set_threshold(10_000, 10, 10)
 
 
 def _price(model: str) -> tuple[float, float]:

@@ -79,6 +79,25 @@ def model_path(name: str = DEFAULT) -> Path:
     return found[0]
 
 
+def threads() -> int | None:
+    """Threads for llama.cpp: `$SYNTH_LOCAL_THREADS`, else None (llama-cpp-python's own
+    default, half the cores: its threads spin while waiting for each other, so on a busy
+    machine fewer threads than cores generate faster, not slower)."""
+    text = os.environ.get("SYNTH_LOCAL_THREADS", "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(
+            "not a positive whole number",
+            file="environment",
+            path="SYNTH_LOCAL_THREADS",
+            expected="a whole number >= 1",
+            found=text,
+            fix="set SYNTH_LOCAL_THREADS to e.g. 2, or unset it",
+        )
+    return int(text)
+
+
 def get(name: str = DEFAULT) -> LocalModel:
     """The process-wide model for `local/<name>`, loaded on first use."""
     path = model_path(name)
@@ -107,7 +126,7 @@ class LocalModel:
         self._llama: Any = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count() or 1,
+            n_threads=n_threads or threads(),
             verbose=False,
         )
         atexit.register(self.close)
@@ -187,7 +206,7 @@ def litellm_provider(litellm: Any) -> Any:
             ),
         )
 
-    class LocalProvider(litellm.CustomLLM):  # type: ignore
+    class LocalProvider(litellm.CustomLLM):
         def completion(self, *args: Any, **kwargs: Any) -> Any:
             return run(kwargs["model"], kwargs["messages"], kwargs.get("optional_params") or {})
 

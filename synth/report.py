@@ -23,6 +23,7 @@ from typing import Any
 
 from . import charts
 from .context import rng_for
+from .lexical import text_of
 
 SAMPLE = 12  # kept and rejected records shown with their lineage
 SCAN_LIMIT = 200_000  # lines read per file for histograms; counts come from the manifest
@@ -71,43 +72,36 @@ def write_report(run_dir: str | Path) -> Path:
 
 def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
     manifest = load_json(run_dir / "manifest.json")
-    counts = _counts(manifest)
+    counts = _get(manifest, "counts", default={}) or {}
     kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept")
     rej_scan = _scan(run_dir / "rejects.jsonl", seed_label="rejected")
-    kept = int(counts.get("kept", kept_scan.lines))
-    rejected = int(counts.get("rejected", rej_scan.lines))
-    reasons = _reasons(counts, rej_scan)
-    diversity = dict(_get(manifest, "diversity", "metrics.diversity", default={}) or {})
-    if not diversity and kept_scan.texts:
-        diversity = diversity_metrics(kept_scan.texts)
+    llm = _get(manifest, "llm", default={}) or {}
+    monitor = load_json(run_dir / "monitor_report.json") or None
     night = run_dir.parent.name if DATE_DIR.match(run_dir.parent.name) else None
+    status = str(manifest.get("status") or "unknown")
+    if manifest.get("stop_reason"):
+        status = f"{status}: {manifest['stop_reason']}"
     summary = RunSummary(
-        name=str(
-            _get(manifest, "recipe.name", "recipe_name", "recipe", default=None) or run_dir.name
-        ),
+        name=str(_get(manifest, "recipe.name", default=None) or run_dir.name),
         run_dir=str(run_dir),
         generated_at=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        status=str(_get(manifest, "status", "stopped_by", default="running or unknown")),
-        requested=_int(_get(manifest, "n", "requested", "counts.requested", default=None)),
-        kept=kept,
-        rejected=rejected,
-        attempts=_int(_get(manifest, "counts.generated", "counts.attempts", "attempts")),
-        cost_usd=float(_get(manifest, "cost_usd", "llm.cost_usd", "cost.usd", default=0) or 0),
+        status=status,
+        requested=_int(manifest.get("n")),
+        kept=int(counts.get("kept", kept_scan.lines)),
+        rejected=int(counts.get("rejected", rej_scan.lines)),
+        attempts=_int(counts.get("generated")),
+        cost_usd=float(llm.get("cost_usd") or 0),
         tokens={
-            "input": int(_get(manifest, "tokens.input", "llm.tokens_in", default=0) or 0),
-            "output": int(_get(manifest, "tokens.output", "llm.tokens_out", default=0) or 0),
+            "input": int(llm.get("input_tokens") or 0),
+            "output": int(llm.get("output_tokens") or 0),
         },
-        llm={
-            "calls": int(_get(manifest, "llm.calls", "llm_calls", default=0) or 0),
-            "cache_hits": int(_get(manifest, "llm.cache_hits", "cache_hits", default=0) or 0),
-            "rate_limited": int(_get(manifest, "llm.rate_limited", "llm.429", default=0) or 0),
-        },
-        duration_s=_float(_get(manifest, "duration_s", "durations.total_s", "seconds")),
-        seed=_get(manifest, "seed", default=None),
-        model=_get(manifest, "model", default=None),
-        reasons=reasons,
-        diversity={k: round(float(v), 4) for k, v in diversity.items() if _is_num(v)},
-        monitor=_get(manifest, "monitor", default=None),
+        llm={k: int(llm.get(k) or 0) for k in ("calls", "requests", "cache_hits", "rate_limited")},
+        duration_s=_float(_get(manifest, "durations.total_s")),
+        seed=manifest.get("seed"),
+        model=manifest.get("model"),
+        reasons=_reasons(counts.get("rejected_by_reason") or {}, rej_scan),
+        diversity=_diversity(manifest.get("diversity") or {}, kept_scan.texts),
+        monitor=monitor,
         scanned={"kept": kept_scan.lines, "rejected": rej_scan.lines},
         night=night,
     )
@@ -115,11 +109,61 @@ def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
         "charts": _run_charts(summary, kept_scan, rej_scan, _trend(run_dir, summary)),
         "samples_kept": [_sample_view(r) for r in kept_scan.sample],
         "samples_rejected": [_sample_view(r) for r in rej_scan.sample],
+        "field_distinct": (manifest.get("diversity") or {}).get("distinct_ratio") or {},
+        "monitor_rows": _monitor_rows(monitor),
         "manifest_json": json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
         "truncated": kept_scan.truncated or rej_scan.truncated,
         "scan_limit": SCAN_LIMIT,
     }
     return summary, extras
+
+
+def _diversity(from_manifest: Mapping[str, Any], texts: list[str]) -> dict[str, float]:
+    """Text diversity of the kept records (a sample of at most 2,000): the engine's
+    distinct-2 and duplicate count, plus distinct-4, zlib compression ratio, self-BLEU and
+    the exact/near duplicate rates from `synth.diversity` (the monitor's own metrics)."""
+    out: dict[str, float] = {}
+    if _is_num(from_manifest.get("distinct_2")):
+        out["distinct_2"] = float(from_manifest["distinct_2"])
+    if len(texts) >= 2:
+        import numpy as np
+
+        from .diversity import (
+            Corpus,
+            compression_ratio,
+            exact_dup_rate,
+            near_dup_rate,
+            self_bleu,
+        )
+
+        corpus = Corpus.from_texts(texts)
+        for n in (2, 4):
+            grams, _ = corpus.ngrams(n)
+            if grams.size and f"distinct_{n}" not in out:
+                out[f"distinct_{n}"] = float(np.unique(grams).size / grams.size)
+        out["compression_ratio"] = compression_ratio(corpus.texts)
+        bleu = corpus.take(np.arange(min(len(corpus), 500)))  # O(n) but not free
+        out["self_bleu"] = self_bleu(bleu.ids, bleu.lengths)
+        out["exact_dup_rate"] = exact_dup_rate(corpus.ids, corpus.lengths)
+        out["near_dup_rate"] = near_dup_rate(corpus.ids, corpus.lengths)
+    return {k: round(float(v), 4) for k, v in sorted(out.items())}
+
+
+def _monitor_rows(monitor: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    rows = []
+    for name, m in sorted(((monitor or {}).get("metrics") or {}).items()):
+        if isinstance(m, Mapping):
+            band = m.get("band") or [None, None]
+            rows.append(
+                {
+                    "metric": name,
+                    "value": _float(m.get("value")),
+                    "ratio": _float(m.get("ratio")),
+                    "band": band,
+                    "status": str(m.get("status", "")),
+                }
+            )
+    return rows
 
 
 @dataclass
@@ -144,7 +188,7 @@ def _scan(path: Path, *, seed_label: str) -> _Scan:
             scan.truncated = True
             continue
         data, meta = obj.get("data"), obj.get("meta") or {}
-        text = record_text(data)
+        text = text_of(data)
         scan.lengths.append(len(text))
         if len(scan.texts) < 2000:
             scan.texts.append(text)
@@ -154,7 +198,10 @@ def _scan(path: Path, *, seed_label: str) -> _Scan:
         failed = [v for v in meta.get("verdicts") or [] if isinstance(v, dict) and not v.get("ok")]
         if failed or meta.get("reject_reason"):
             last = failed[-1] if failed else {}
-            key = (str(last.get("verifier", "?")), str(meta.get("reject_reason") or last.get("reason")))
+            key = (
+                str(last.get("verifier", "?")),
+                str(meta.get("reject_reason") or last.get("reason")),
+            )
             scan.failures[key] += 1
             if last.get("detail"):
                 scan.details.setdefault(key, str(last["detail"])[:300])
@@ -168,27 +215,22 @@ def _scan(path: Path, *, seed_label: str) -> _Scan:
     return scan
 
 
-def _reasons(counts: Mapping[str, Any], rej: _Scan) -> list[dict[str, Any]]:
-    """Rejections per (verifier, reason). Totals come from the manifest's counters when it
-    has them (exact even past the scan limit); the verifier comes from the verdicts."""
-    by_reason: dict[str, list[tuple[str, int]]] = {}
+def _reasons(by_reason_total: Mapping[str, Any], rej: _Scan) -> list[dict[str, Any]]:
+    """Rejections per (verifier, reason). Totals come from the manifest's counters (exact
+    even past the scan limit); which verifier gave each reason comes from the verdicts."""
+    scanned: dict[str, list[tuple[str, int]]] = {}
     for (verifier, reason), c in rej.failures.items():
-        by_reason.setdefault(reason, []).append((verifier, c))
+        scanned.setdefault(reason, []).append((verifier, c))
+    totals = {str(k): int(v) for k, v in by_reason_total.items() if _is_num(v)}
     rows = []
-    manifest_reasons = {
-        k.removeprefix("rejected_"): int(v)
-        for k, v in counts.items()
-        if k.startswith("rejected_") and _is_num(v)
-    }
-    for reason in sorted(set(by_reason) | set(manifest_reasons)):
-        scanned = by_reason.get(reason, [("?", 0)])
-        total = manifest_reasons.get(reason, sum(c for _, c in scanned))
-        seen = sum(c for _, c in scanned) or 1
-        for verifier, c in scanned:
-            count = round(total * c / seen) if reason in manifest_reasons else c
+    for reason in sorted(set(scanned) | set(totals)):
+        parts = scanned.get(reason, [("?", 0)])
+        seen = sum(c for _, c in parts) or 1
+        for verifier, c in parts:
+            count = round(totals[reason] * c / seen) if reason in totals else c
             detail = rej.details.get((verifier, reason), "")
             rows.append({"verifier": verifier, "reason": reason, "count": count, "detail": detail})
-    return sorted(rows, key=lambda r: -r["count"])
+    return sorted(rows, key=lambda r: (-r["count"], r["reason"]))
 
 
 def _run_charts(
@@ -207,6 +249,8 @@ def _run_charts(
             xlabel="characters of text",
         )
     for verifier in sorted(set(kept.scores) | set(rej.scores)):
+        if len(set(kept.scores.get(verifier, []) + rej.scores.get(verifier, []))) < 2:
+            continue  # a pass/fail verifier scoring 1.0 everywhere has nothing to plot
         out[f"scores: {verifier}"] = charts.histogram(
             {"kept": kept.scores.get(verifier, []), "rejected": rej.scores.get(verifier, [])},
             title=f"Scores given by {verifier}",
@@ -242,7 +286,7 @@ def _trend(run_dir: Path, s: RunSummary) -> tuple[list[str], dict[str, list[Any]
 
 def _sample_view(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("meta") or {}
-    text = record_text(obj.get("data"))
+    text = text_of(obj.get("data"))
     return {
         "id": str(obj.get("id", "?")),
         "headline": text[:160] + ("…" if len(text) > 160 else ""),
@@ -263,7 +307,18 @@ def render(template: str, **context: Any) -> str:
         lstrip_blocks=True,
     )
     env.filters["num"] = _num
+    env.filters["pill"] = pill_class
     return env.get_template(template).render(**context)
+
+
+def pill_class(status: Any) -> str:
+    """The colour of a status badge: green, amber or red."""
+    text = str(status).lower()
+    if any(w in text for w in ("fail", "error", "cancel")):
+        return "fail"
+    if any(w in text for w in ("warn", "running", "queued", "partial", "max_", "exhausted")):
+        return "warn"
+    return "ok" if any(w in text for w in ("ok", "done", "finished", "succeeded")) else ""
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -276,11 +331,9 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        fh = open(path, encoding="utf-8", errors="replace")
-    except OSError:
+    if not path.is_file():
         return
-    with fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             if not line.endswith("\n") or not line.strip():
                 continue  # a run being written: skip the partial last line
@@ -290,11 +343,6 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 continue
             if isinstance(obj, dict):
                 yield obj
-
-
-def _counts(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    counts = _get(manifest, "counts", "stats", default={}) or {}
-    return dict(counts) if isinstance(counts, Mapping) else {}
 
 
 def _get(obj: Mapping[str, Any], *paths: str, default: Any = None) -> Any:
@@ -336,46 +384,6 @@ def _int(v: Any) -> int | None:
 
 def _float(v: Any) -> float | None:
     return float(v) if _is_num(v) else None
-
-
-def record_text(data: Any) -> str:
-    """The text of a record's payload: its string leaves joined, in field order. Used for
-    lengths and diversity; a faithful stand-in for "what a model will read"."""
-    parts: list[str] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            parts.append(v)
-        elif isinstance(v, Mapping):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list | tuple):
-            for x in v:
-                walk(x)
-        elif v is not None and not isinstance(v, bool):
-            parts.append(str(v))
-
-    walk(data)
-    return " ".join(parts)
-
-
-def diversity_metrics(texts: list[str]) -> dict[str, float]:
-    """Cheap lexical diversity on a sample, for runs whose manifest has none: distinct-n
-    (share of unique word n-grams), zlib compression ratio (low = templated, repetitive)
-    and the exact-duplicate rate."""
-    import zlib
-
-    toks = [re.findall(r"\w+", t.lower()) for t in texts]
-    out: dict[str, float] = {}
-    for n in (2, 4):
-        grams = [tuple(ws[i : i + n]) for ws in toks for i in range(len(ws) - n + 1)]
-        if grams:
-            out[f"distinct_{n}"] = len(set(grams)) / len(grams)
-    raw = "\n".join(texts).encode()
-    if raw:
-        out["compression_ratio"] = len(zlib.compress(raw, 6)) / len(raw)
-    out["exact_dup_rate"] = 1 - len(set(texts)) / len(texts) if texts else 0.0
-    return out
 
 
 def _atomic_write(path: Path, text: str) -> None:

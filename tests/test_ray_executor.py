@@ -35,6 +35,8 @@ from synth.testing import StubServer  # noqa: E402
 
 ray = pytest.importorskip("ray")
 CARDS = HERE.parent / "recipes" / "card-transactions.yaml"
+# Time-independent (card-transactions draws card expiry dates relative to now).
+PROFILES = HERE.parent / "recipes" / "user-profiles.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +82,8 @@ def _starts(markers: Path, seed: int, shard: int) -> list[str]:
 
 
 def test_a_ray_run_writes_the_records_of_a_local_run(cluster: Path, tmp_path: Path) -> None:
-    local = _run(CARDS, tmp_path / "local", n=300, seed=5, workers=2)
-    on_ray = _run(
-        CARDS, tmp_path / "ray", n=300, seed=5, executor="ray", shards=2
-    )
+    local = _run(PROFILES, tmp_path / "local", n=300, seed=5, workers=2)
+    on_ray = _run(PROFILES, tmp_path / "ray", n=300, seed=5, executor="ray", shards=2)
     assert on_ray.kept == local.kept == 300 and on_ray.stop_reason == "done"
     assert _sorted_lines(on_ray.data_path) == _sorted_lines(local.data_path)
     assert on_ray.data_path.read_bytes() == local.data_path.read_bytes()  # merged in shard order
@@ -91,6 +91,23 @@ def test_a_ray_run_writes_the_records_of_a_local_run(cluster: Path, tmp_path: Pa
     assert on_ray.manifest["executor"]["name"] == "ray"
     assert on_ray.manifest["counts"] == local.manifest["counts"]
     assert not (tmp_path / "ray" / "parts").exists()  # merged, then cleaned up
+
+
+def test_synth_run_executor_ray_on_the_command_line(
+    cluster: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from synth.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["run", str(PROFILES), "-n", "40", "--seed", "6", "--out", str(out)]
+    assert main([*argv, "--executor", "ray", "--shards", "2"]) == 0  # reuses this Ray
+    assert "Kept 40 of" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["executor"]["name"] == "ray" and manifest["workers"] == 2
+    assert main([*argv, "--shards", "2"]) == 0  # the same run, finished: nothing to do
+    assert "already holds this finished run" in capsys.readouterr().out
+    assert main([*argv, "--address", "ray://head:10001"]) == 2
+    assert "--address" in capsys.readouterr().err
 
 
 def test_a_killed_shard_is_retried_and_the_run_keeps_exactly_n(
@@ -103,7 +120,7 @@ def test_a_killed_shard_is_retried_and_the_run_keeps_exactly_n(
     assert not (cluster / "die-11-1").exists()  # it did die
     starts = _starts(cluster, 11, 1)
     assert len(starts) == 2 and starts[0].split()[0] != starts[1].split()[0]  # another process
-    assert int(starts[1].split()[1]) > 0  # the retry resumed from the part's checkpoint
+    assert int(starts[1].split()[1]) > int(starts[0].split()[1])  # resumed, not restarted
     ids = [json.loads(line)["id"] for line in result.data_path.read_bytes().splitlines()]
     assert result.kept == 200 == len(ids) == len(set(ids))
     assert result.manifest["executor"]["shards"]["shard-001-of-002"]["processes"] == 2
@@ -192,7 +209,7 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
     executor = get_executor("ray")
     with pytest.raises(synth.ConfigError, match=r"pip install 'synth\[ray\]'"):
-        executor.shard_count(workers=1, shards=None)
+        asyncio.run(executor.shard_count(workers=1, shards=None))
     with pytest.raises(synth.ConfigError, match="--executor ray"):
         get_executor("local", address="ray://head:10001")
 

@@ -28,7 +28,7 @@ class Executor(Protocol):
     name: str
     in_process: bool  # a one-shard run may be written straight into the run directory
 
-    def shard_count(self, *, workers: int, shards: int | None) -> int:
+    async def shard_count(self, *, workers: int, shards: int | None) -> int:
         """How many shards this run is split into (part of the run's identity)."""
         ...
 

@@ -14,7 +14,7 @@ class LocalExecutor:
     name = "local"
     in_process = True
 
-    def shard_count(self, *, workers: int, shards: int | None) -> int:
+    async def shard_count(self, *, workers: int, shards: int | None) -> int:
         # One shard per process: `--shards` and `--workers` mean the same thing here.
         return shards if shards is not None else workers
 

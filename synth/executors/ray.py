@@ -40,7 +40,7 @@ from synth.sink import PARTS, RunDir, read_manifest
 # keys must be set where the workers run, e.g. in the environment of `ray start`).
 FORWARD_PREFIXES = ("SYNTH_", "LITELLM_")
 FORWARD_SUFFIXES = ("_API_BASE", "_BASE_URL", "_API_VERSION")
-_SECRETISH = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_SECRETISH = {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS"}
 
 
 def import_ray() -> Any:
@@ -79,26 +79,32 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"address": self.address, "logging_level": logging.WARNING}
         if self.address is None:
             kwargs["include_dashboard"] = False  # only used if a private instance starts
+        noise = _Drop("SIGTERM handler is not set")  # off the main thread on purpose
+        logging.getLogger("ray._private.worker").addFilter(noise)
         try:
             ray.init(**kwargs)
-        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # whatever Ray raises here means: not connected
             raise ConfigError(
                 f"cannot connect to the Ray cluster at {self.address or 'this machine'}",
                 path="--address",
                 expected="a running Ray cluster: ray://<head>:10001 (Ray Client) or "
                 "<head>:6379 from a cluster node",
                 found=f"{type(exc).__name__}: {exc}",
-                fix="start one with `ray start --head` (see README, Running on Ray), or "
-                "check the address and that the head is reachable",
+                fix="start one with `ray start --head` (see README, Running on Ray), check "
+                "the address and that the head is reachable; a cluster with token "
+                "authentication also needs RAY_AUTH_MODE=token and its token here",
             ) from exc
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(noise)
         return ray
 
-    def shard_count(self, *, workers: int, shards: int | None) -> int:
+    async def shard_count(self, *, workers: int, shards: int | None) -> int:
         if shards is not None:
             return shards
         if workers > 1:
             return workers
-        return max(1, int(self.connect().cluster_resources().get("CPU", 1)))
+        ray = await asyncio.to_thread(self.connect)
+        return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     async def run(
         self,
@@ -109,9 +115,8 @@ class RayExecutor:
         elapsed_before: float,
         on_progress: Progress | None,
     ) -> dict[str, Any]:
-        ray = self.connect()
+        ray = await asyncio.to_thread(self.connect)  # starting Ray takes seconds: not on the loop
         from synth.executors.ray_gate import RateActor
-        from synth.executors.ray_shard import run_shard
 
         clock = Clock(elapsed_before)
         payload = absolute_payload(payload)
@@ -124,45 +129,31 @@ class RayExecutor:
         )
         root = top.path.resolve()
         parts = [root / PARTS / s.label for s in plan]
-        env = forwarded_env()
-        gate = None
-        if rec.needs_llm and (env.get("SYNTH_LLM_RPM") or env.get("SYNTH_LLM_TPM")):
-            gate = ray.remote(num_cpus=0)(RateActor).remote()
-        task = ray.remote(run_shard)
+        seed = payload["seed"]
         done = {
             s.index: m
             for s, p in zip(plan, parts, strict=True)
-            if (m := _finished(rec, payload, s, p))
+            if (m := _finished(rec, seed, s, p))
         }
-        futures: dict[asyncio.Future[Any], Shard] = {}
-        refs = []
-        for s, part in zip(plan, parts, strict=True):
-            if s.index in done:
-                continue
-            ref = task.options(
-                name=f"synth:{rec.name}:{s.label}",
-                max_retries=self.max_retries,
-                retry_exceptions=False,
-                num_cpus=self.num_cpus,
-            ).remote(
-                {**payload, "shard": asdict(s), "out": str(part), "run_dir": str(root)},
-                env,
-                os.getcwd(),
-                sandbox_overrides(rec),
-                gate,
-            )
-            refs.append(ref)
-            futures[asyncio.wrap_future(ref.future())] = s
+        env = forwarded_env()
+        gate = None
+        if rec.needs_llm and (env.get("SYNTH_LLM_RPM") or env.get("SYNTH_LLM_TPM")):
+            actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(RateActor)
+            gate = actor.remote()
         try:
-            pending = set(futures)
-            while pending:
-                _, pending = await asyncio.wait(pending, timeout=0.5)
-                if on_progress:
-                    on_progress(_progress(parts, payload["n"], clock.elapsed))
-        except BaseException:  # interrupted: stop the shards; each resumes from its checkpoint
-            for ref in refs:
-                ray.cancel(ref)
-            raise
+            todo = [(s, p) for s, p in zip(plan, parts, strict=True) if s.index not in done]
+            refs = self._submit(ray, rec, payload, todo, root, env, gate)
+            futures = {asyncio.wrap_future(ref.future()): s for ref, s in refs}
+            try:
+                pending = set(futures)
+                while pending:
+                    _, pending = await asyncio.wait(pending, timeout=0.5)
+                    if on_progress:
+                        on_progress(_progress(parts, payload["n"], clock.elapsed))
+            except BaseException:  # interrupted: stop the shards; each resumes from its checkpoint
+                for ref, _ in refs:
+                    ray.cancel(ref)
+                raise
         finally:
             if gate is not None:
                 ray.kill(gate)
@@ -178,25 +169,67 @@ class RayExecutor:
             raise self._failure(ray, sorted(errors, key=lambda e: e[0].index), len(plan))
         manifests = [done.get(s.index) or results[s.index]["manifest"] for s in plan]
         merge(top, parts, manifests, elapsed=clock.elapsed)
-        top.update(
-            executor={
-                "name": "ray",
-                "address": self.address or "local",
-                "max_retries": self.max_retries,
-                "reused_shards": sorted(plan[i].label for i in done),
-                "shards": {
-                    s.label: {
-                        "node": results[s.index]["node"],
-                        "processes": (manifests[s.index].get("durations") or {}).get(
-                            "processes", 1
-                        ),
-                    }
-                    for s in plan
-                    if s.index in results
-                },
-            }
-        )
+        top.update(executor=self._report(plan, done, results, manifests))
         return top.manifest
+
+    def _submit(
+        self,
+        ray: Any,
+        rec: Recipe,
+        payload: dict[str, Any],
+        todo: list[tuple[Shard, Path]],
+        root: Path,
+        env: dict[str, str],
+        gate: Any,
+    ) -> list[tuple[Any, Shard]]:
+        """One task per shard; Ray runs it again if its worker dies (`max_retries`), not
+        if it raises (a shard's own error would only repeat)."""
+        from synth.executors.ray_shard import run_shard
+
+        task = ray.remote(run_shard)
+        sandboxes = sandbox_overrides(rec)
+        return [
+            (
+                task.options(
+                    name=f"synth:{rec.name}:{s.label}",
+                    max_retries=self.max_retries,
+                    retry_exceptions=False,
+                    num_cpus=self.num_cpus,
+                ).remote(
+                    {**payload, "shard": asdict(s), "out": str(part), "run_dir": str(root)},
+                    env,
+                    os.getcwd(),
+                    sandboxes,
+                    gate,
+                ),
+                s,
+            )
+            for s, part in todo
+        ]
+
+    def _report(
+        self,
+        plan: list[Shard],
+        done: dict[int, dict[str, Any]],
+        results: dict[int, dict[str, Any]],
+        manifests: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """The manifest's `executor` entry: where each shard ran, in how many processes
+        (more than one: it was retried or resumed), and which shards were reused."""
+        return {
+            "name": "ray",
+            "address": self.address or "local",
+            "max_retries": self.max_retries,
+            "reused_shards": sorted(plan[i].label for i in done),
+            "shards": {
+                s.label: {
+                    "node": results[s.index]["node"],
+                    "processes": (manifests[s.index].get("durations") or {}).get("processes", 1),
+                }
+                for s in plan
+                if s.index in results
+            },
+        }
 
     def _failure(
         self, ray: Any, errors: list[tuple[Shard, BaseException]], total: int
@@ -214,6 +247,15 @@ class RayExecutor:
         return f"RayExecutor(address={self.address!r})"
 
 
+class _Drop(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def forwarded_env() -> dict[str, str]:
     """What the workers need of this environment: synth's settings and the providers'
     endpoints, plus the state dir made absolute so every shard shares one LLM cache."""
@@ -221,7 +263,7 @@ def forwarded_env() -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if (k.startswith(FORWARD_PREFIXES) or k.endswith(FORWARD_SUFFIXES))
-        and not any(s in k.upper() for s in _SECRETISH)
+        and not _SECRETISH & set(k.upper().split("_"))
     }
     env["SYNTH_STATE_DIR"] = str(state_dir().resolve())
     return env
@@ -245,7 +287,7 @@ def sandbox_overrides(rec: Recipe) -> list[dict[str, Any]]:
     return out
 
 
-def _finished(rec: Recipe, payload: dict[str, Any], s: Shard, part: Path) -> dict[str, Any] | None:
+def _finished(rec: Recipe, seed: int, s: Shard, part: Path) -> dict[str, Any] | None:
     """The part's manifest if this very shard already finished there and cannot add more."""
     try:
         m = read_manifest(part)
@@ -255,7 +297,7 @@ def _finished(rec: Recipe, payload: dict[str, Any], s: Shard, part: Path) -> dic
         return None
     same = (
         m.get("recipe_hash") == rec.hash
-        and m.get("seed") == payload["seed"]
+        and m.get("seed") == seed
         and m.get("n") == s.n
         and m.get("shard") == [s.index, s.count, s.start, s.stop]
     )

@@ -31,7 +31,13 @@ _SAMPLING = {
     "max_tokens": {"type": "integer", "minimum": 1},
     "concurrency": {"type": "integer", "minimum": 1},
 }
-DEFAULT_KINDS = ["how-to", "explanation", "list", "comparison", "short factual question"]
+DEFAULT_KINDS = [
+    "how-to question",
+    "question asking for an explanation",
+    "request for a short list",
+    "question comparing two things",
+    "short factual question",
+]
 
 
 async def _text_call(

@@ -29,6 +29,7 @@ from synth.records import Record, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
 from synth.templating import load_prompt
+from synth.textsim import normalize
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -62,15 +63,15 @@ SCHEMA: dict[str, Any] = {
 
 
 def qa_schema(n: int) -> dict[str, Any]:
-    """Bounded on purpose: where the provider enforces the schema (llama.cpp grammars),
-    the length caps keep the JSON short enough to finish inside `max_tokens`, so a long
-    quote never truncates the answer into a re-ask."""
+    """`maxItems` bounds the answer where the provider enforces the schema (llama.cpp
+    grammars). Strings carry no `maxLength`: llama.cpp expands it into one grammar rule
+    per character, which makes sampling several times slower."""
     item = {
         "type": "object",
         "properties": {  # evidence first: copy, then ask (see templates/prompts/longqa.j2)
-            "evidence": {"type": "string", "minLength": 3, "maxLength": 300},
-            "question": {"type": "string", "minLength": 3, "maxLength": 160},
-            "answer": {"type": "string", "minLength": 1, "maxLength": 160},
+            "evidence": {"type": "string", "minLength": 3},
+            "question": {"type": "string", "minLength": 3},
+            "answer": {"type": "string", "minLength": 1},
         },
         "required": ["evidence", "question", "answer"],
     }
@@ -123,7 +124,9 @@ def longqa(
         async def make(c: int) -> list[Record]:
             ch = chunks[order[c % len(chunks)]]
             doc = docs[ch.doc]
-            text = doc.text[ch.start : ch.end]
+            # One line of text: hard-wrapped documents would otherwise be copied into the
+            # quote with raw line breaks, which are invalid inside a JSON string.
+            text = " ".join(doc.text[ch.start : ch.end].split())
             messages = prompt.render(chunk=text, n=q)
             try:
                 comp = await complete(
@@ -141,9 +144,14 @@ def longqa(
                 return []
             items = (parsed(comp) or {}).get("qa") or []
             call = lineage(comp)
-            out = []
+            out, seen = [], set()
             for j, qa in enumerate(items[:q]):
                 i = c * q + j
+                key = (normalize(str(qa["question"])), normalize(str(qa["evidence"])))
+                if key in seen:  # small models repeat themselves: one copy is enough
+                    ctx.stats["longqa_repeated_qa"] += 1
+                    continue
+                seen.add(key)
                 if i < ctx.start_index:
                     continue
                 target = depth_cycle[i % len(depth_cycle)]
