@@ -54,6 +54,16 @@ run: install
 collapse-demo: install
 	$(BIN)/python -m synth.collapse_demo --out out/collapse-demo
 
+# One night of the shipped batch (today's date; DATE=YYYY-MM-DD for another night).
+nightly: install
+	$(BIN)/synth batch batches/nightly.yaml $(if $(DATE),--date $(DATE))
+
+# The HTTP service on loopback (export SYNTH_TOKEN and set SERVE_HOST=0.0.0.0 to expose it).
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8080
+serve: install
+	$(BIN)/synth serve --host $(SERVE_HOST) --port $(SERVE_PORT)
+
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

@@ -62,7 +62,14 @@ def clean_svg(svg: str) -> str:
     return svg.replace("<svg ", '<svg role="img" class="chart" ', 1).strip()
 
 
-def bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: str = "") -> str:
+def bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    *,
+    title: str,
+    xlabel: str = "",
+    color: str = _PALETTE[1],
+) -> str:
     """Horizontal bars, largest first: rejection reasons, counts per recipe."""
     import matplotlib
 
@@ -71,7 +78,7 @@ def bars(labels: Sequence[str], values: Sequence[float], *, title: str, xlabel: 
         ax = fig.add_subplot()
         order = sorted(range(len(labels)), key=lambda i: values[i])
         ys = range(len(order))
-        ax.barh(list(ys), [values[i] for i in order], color=_PALETTE[1])
+        ax.barh(list(ys), [values[i] for i in order], color=color)
         ax.set_yticks(list(ys), [_short(labels[i]) for i in order])
         for y, i in zip(ys, order, strict=True):
             ax.annotate(f" {values[i]:g}", (values[i], y), va="center", fontsize=8, color="#374151")

@@ -30,10 +30,13 @@ from .errors import ConfigError
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # Config keys whose string values are file paths (or content names) in recipes.
 PATH_KEYS = frozenset(
-    """template templates input inputs path paths file files dir documents docs corpus
-    real anchor eval_sets synthetic topics seeds out output source rubric prompt_file
-    tests solution""".split()
-)
+    {
+        "template", "templates", "input", "inputs", "path", "paths", "file", "files", "dir",
+        "documents", "docs", "corpus", "real", "anchor", "eval_sets", "synthetic", "topics",
+        "seeds", "out", "output", "source", "rubric", "prompt_file", "tests", "solution",
+    }
+)  # fmt: skip
+BUDGET_KEYS = ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens")
 CONTENT_DIRS = ("templates", "verifiers", "recipes", "data")
 
 
@@ -99,7 +102,11 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
         "seed": int(body.get("seed", secrets.randbelow(2**31))),
         "model": body.get("model"),
         "settings": settings,
-        **{k: body[k] for k in ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens") if k in body},
+        **{
+            k: body[k]
+            for k in ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens")
+            if k in body
+        },
         "label": body.get("label"),
     }
 
@@ -152,9 +159,7 @@ def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
         raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
     bad = [
         f"{where}: {value!r} is outside the allowed folders"
-        for where, key, value in _strings(
-            {"recipe": resolved, "settings": merged}, "$", None
-        )
+        for where, key, value in _strings({"recipe": resolved, "settings": merged}, "$", None)
         if _looks_like_path(key, value) and not _inside(value, policy)
     ]
     if bad:

@@ -64,7 +64,7 @@ class Rubric:
         # An enum rather than integer bounds: llama.cpp grammars enforce enums but not
         # minimum/maximum, and an out-of-range score would cost a re-ask.
         scores = {c.name: {"enum": [1, 2, 3, 4, 5]} for c in self.criteria}
-        reason = {"type": "string", "maxLength": 300}
+        reason = {"type": "string", "maxLength": 160}
         return {
             "type": "object",
             "properties": {**scores, "reason": reason},
@@ -334,7 +334,7 @@ PAIR_SCHEMA = {
     "type": "object",
     "properties": {
         "winner": {"enum": ["A", "B", "tie"]},
-        "reason": {"type": "string", "maxLength": 300},
+        "reason": {"type": "string", "maxLength": 160},
     },
     "required": ["winner", "reason"],
 }
@@ -389,3 +389,32 @@ async def prefer(
         (reasons[0], reasons[1]),
         tuple(calls),
     )
+
+
+async def prefer_by_scores(
+    ctx: Context,
+    rubric: Rubric,
+    prompt_text: str,
+    first: str,
+    second: str,
+    *,
+    min_margin: float = 1.0,
+    model: str | None = None,
+    template: str = "judge-rubric",
+    **params: Any,
+) -> Preference:
+    """UltraFeedback-style preference: each response is scored alone on the rubric, so
+    there is no position to be biased by; the pair counts only when the scores differ by
+    at least `min_margin` (a tie is no preference). Use it where the judge is too weak
+    for pairwise comparison (a judge that always answers "A" keeps nothing pairwise)."""
+    results = [
+        await judge(ctx, rubric, {"instruction": prompt_text, "response": text}, model=model,
+                    template=template, **params)
+        for text in (first, second)
+    ]  # fmt: skip
+    a, b = results[0].score, results[1].score
+    winner = 0 if a - b >= min_margin else 1 if b - a >= min_margin else None
+    ctx.stats["preference_margin_ok" if winner is not None else "preference_tie"] += 1
+    return Preference(winner, winner is not None, (f"{a:g}", f"{b:g}"),
+                      (results[0].reason, results[1].reason),
+                      tuple(r.call for r in results))  # fmt: skip

@@ -57,7 +57,10 @@ def document(version: str) -> dict[str, Any]:
                     "responses": {
                         "200": ok(
                             "Jobs",
-                            {"type": "object", "properties": {"jobs": {"type": "array", "items": job}}},
+                            {
+                                "type": "object",
+                                "properties": {"jobs": {"type": "array", "items": job}},
+                            },
                         )
                     },
                 },
@@ -76,11 +79,21 @@ def document(version: str) -> dict[str, Any]:
                     "X-Next-Offset, X-Available (records available now).",
                     "parameters": [
                         job_id,
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
                     ],
                     "responses": {
-                        "200": ok("JSONL, one record per line", {"type": "string"}, "application/x-ndjson"),
+                        "200": ok(
+                            "JSONL, one record per line", {"type": "string"}, "application/x-ndjson"
+                        ),
                         "404": err,
                     },
                 }
@@ -99,12 +112,25 @@ def document(version: str) -> dict[str, Any]:
                     "responses": {"202": ok("Cancelled", job), "404": err, "409": err},
                 }
             },
-            "/v1/recipes": {"get": {"summary": "Recipes the service can run", "responses": {"200": ok("Recipes")}}},
-            "/healthz": {"get": {"summary": "Liveness (no auth)", "security": [], "responses": {"200": ok("OK")}}},
+            "/v1/recipes": {
+                "get": {
+                    "summary": "Recipes the service can run",
+                    "responses": {"200": ok("Recipes")},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness (no auth)",
+                    "security": [],
+                    "responses": {"200": ok("OK")},
+                }
+            },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
-                    "responses": {"200": ok("Prometheus text format", {"type": "string"}, "text/plain")},
+                    "responses": {
+                        "200": ok("Prometheus text format", {"type": "string"}, "text/plain")
+                    },
                 }
             },
             "/v1/session": {
@@ -138,7 +164,9 @@ def document(version: str) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "id": {"type": "string"},
-                        "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+                        "status": {
+                            "enum": ["queued", "running", "succeeded", "failed", "cancelled"]
+                        },
                         "recipe": {"type": "string"},
                         "n": {"type": "integer"},
                         "seed": {"type": "integer"},

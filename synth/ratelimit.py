@@ -11,8 +11,9 @@ has to see every call to one endpoint at once. Three gates, all in one `Limiter`
   settles just under the server's real limit.
 - **requests/minute**: requests are paced evenly (one every 60/rpm s, no bursts), so a
   client RPM below the server's never trips a sliding-window limiter.
-- **tokens/minute**: a token bucket charged with an estimate before the call and
-  corrected with the real usage after it (it may go into debt for one large request).
+- **tokens/minute**: a token bucket (one second deep) charged with an estimate before the
+  call and corrected with the real usage after it (it may go into debt for one large
+  request, which later requests then wait out).
 """
 
 from __future__ import annotations
@@ -195,9 +196,10 @@ class Limiter:
             await asyncio.sleep(slot - now)
 
     def _token_capacity(self) -> float:
-        # Ten seconds of the budget: enough for bursts, small enough that a server
-        # counting per minute never sees more than its limit.
-        return (self.limits.tpm or 0) / 6
+        # One second of the budget: a burst never exceeds the per-second rate a provider
+        # derives from its per-minute limit by more than a second's worth; a request
+        # bigger than that still goes, by taking the bucket into debt.
+        return (self.limits.tpm or 0) / 60
 
     async def _take_tokens(self, tokens: int) -> None:
         assert self.limits.tpm is not None

@@ -55,19 +55,20 @@ class RunSummary:
     night: str | None = None
 
 
-def write_report(run_dir: str | Path) -> Path:
+def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write `<run_dir>/report.html` (and `report.json`) and return the HTML path.
 
-    Called by the engine at the end of a run, by the service for a live job, and by
-    `synth report DIR` by hand. Never raises for odd or partial content: a report of a
-    half-finished run is still useful."""
+    Called at the end of `synth run`, by batches, by the service (for a live snapshot,
+    with `out` elsewhere so the run dir is untouched) and by `synth report DIR`. Never
+    raises for odd or partial content: a report of a half-finished run is still useful."""
     run_dir = Path(run_dir)
     summary, extras = summarize(run_dir)
     html = render("run.html", s=summary, **extras)
-    out = run_dir / "report.html"
-    _atomic_write(out, html)
-    _atomic_write(run_dir / "report.json", json.dumps(asdict(summary), indent=2, default=str))
-    return out
+    target = Path(out) if out is not None else run_dir / "report.html"
+    atomic_write(target, html)
+    if out is None:
+        atomic_write(run_dir / "report.json", json.dumps(asdict(summary), indent=2, default=str))
+    return target
 
 
 def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
@@ -297,12 +298,12 @@ def _sample_view(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def render(template: str, **context: Any) -> str:
-    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+    from jinja2 import ChainableUndefined, Environment, PackageLoader, select_autoescape
 
     env = Environment(
         loader=PackageLoader("synth", "templates_html"),
         autoescape=select_autoescape(default=True, default_for_string=True),
-        undefined=StrictUndefined,
+        undefined=ChainableUndefined,  # manifests vary in age and shape; a gap shows empty
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -386,7 +387,7 @@ def _float(v: Any) -> float | None:
     return float(v) if _is_num(v) else None
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

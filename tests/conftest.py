@@ -19,9 +19,11 @@ def _loopback(host: Any) -> bool:
     if host in _LOOPBACK_NAMES or host == "":
         return True
     try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        ip = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return ip.is_loopback or ip.is_unspecified or bool(mapped and mapped.is_loopback)
 
 
 @pytest.fixture(autouse=True)

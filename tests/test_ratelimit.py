@@ -86,7 +86,7 @@ def test_rpm_paces_requests_evenly() -> None:
 
 def test_tpm_charges_an_estimate_and_refunds_what_was_not_used() -> None:
     async def go() -> tuple[float, float, float]:
-        lim = Limiter(Limits(max_concurrency=10, tpm=60_000))  # bucket of 10_000
+        lim = Limiter(Limits(max_concurrency=10, tpm=600_000))  # a bucket of 10_000
         full = lim._tokens
         t = await lim.acquire(tokens=4000)
         charged = lim._tokens
@@ -101,13 +101,13 @@ def test_tpm_charges_an_estimate_and_refunds_what_was_not_used() -> None:
 
 def test_tpm_makes_a_caller_wait_for_tokens() -> None:
     async def go() -> float:
-        lim = Limiter(Limits(max_concurrency=10, tpm=6000))  # 100 tokens/s, bucket of 1000
-        lim.release(await lim.acquire(tokens=1000), tokens=1000)
+        lim = Limiter(Limits(max_concurrency=10, tpm=60_000))  # 1000 tokens/s, 1 s deep
+        lim.release(await lim.acquire(tokens=1500), tokens=1500)  # into debt by 500
         t0 = time.monotonic()
-        lim.release(await lim.acquire(tokens=30), tokens=30)
+        lim.release(await lim.acquire(tokens=300), tokens=300)
         return time.monotonic() - t0
 
-    assert asyncio.run(go()) >= 0.25  # 30 tokens at 100 tokens/s
+    assert asyncio.run(go()) >= 0.75  # the 500 of debt and then 300 tokens at 1000/s
 
 
 def storm(adaptive: bool) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from synth.context import Context, rng_for
-from synth.judging import RUBRIC_SCHEMA, Rubric, judge, load_rubric, prefer, rubric_from
+from synth.judging import (
+    RUBRIC_SCHEMA,
+    Rubric,
+    judge,
+    load_rubric,
+    prefer,
+    prefer_by_scores,
+    rubric_from,
+)
 from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failure_reason, lineage
 from synth.records import Record, child_id, record_id
 from synth.registry import step
@@ -200,6 +208,15 @@ def respond(
             "models": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2},
             "judge_model": {"type": "string"},
             "judge_template": {"type": "string", "default": "judge-pairwise"},
+            "judge_temperature": {"type": "number", "minimum": 0, "default": 0.0},
+            "judge_max_tokens": {"type": "integer", "minimum": 1},
+            "judge": {
+                "enum": ["pairwise", "pointwise"],
+                "default": "pairwise",
+                "description": "pairwise: compare in both orders; pointwise: score each alone",
+            },
+            "rubric": {"type": "string", "default": "instruction-quality"},
+            "min_margin": {"type": "number", "minimum": 0, "default": 1.0},
         },
         "additionalProperties": False,
     },
@@ -213,6 +230,11 @@ def preference(
     model: str | None = None,
     judge_model: str | None = None,
     judge_template: str = "judge-pairwise",
+    judge_temperature: float = 0.0,
+    judge_max_tokens: int | None = None,
+    judge: str = "pairwise",
+    rubric: str = "instruction-quality",
+    min_margin: float = 1.0,
     temperature: float | None = None,
     max_tokens: int = 256,
     concurrency: int = 8,
@@ -220,6 +242,9 @@ def preference(
     """(prompt, chosen, rejected) from two sampled responses judged pairwise, both orders."""
     temps = temperatures or ([temperature, temperature] if temperature is not None else [0.3, 1.0])
     pair_models = models or [model, model]  # type: ignore[list-item]
+    judging: dict[str, Any] = {"temperature": judge_temperature}
+    if judge_max_tokens:
+        judging["max_tokens"] = judge_max_tokens
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> list[Record]:
@@ -239,18 +264,31 @@ def preference(
                         for k, (m, t) in enumerate(zip(pair_models, temps, strict=True))
                     )
                 )
-                pref = await prefer(
-                    ctx, prompt_text, a, b, model=judge_model, template=judge_template
-                )
+                if judge == "pointwise":
+                    rb = load_rubric(rubric, ctx.base_dir)
+                    pref = await prefer_by_scores(
+                        ctx, rb, prompt_text, a, b, min_margin=min_margin, model=judge_model,
+                        **judging,
+                    )  # fmt: skip
+                else:
+                    pref = await prefer(
+                        ctx, prompt_text, a, b, model=judge_model, template=judge_template,
+                        **judging,
+                    )  # fmt: skip
             except RECORD_FAILURES as exc:
                 ctx.stats[f"preference_failed_{failure_reason(exc)}"] += 1
                 return []
             chosen, rejected = (b, a) if pref.winner == 1 else (a, b)
             info = {
                 "pair": pair_hash(prompt_text, chosen, rejected),
+                "method": judge,
                 "consistent": pref.consistent,
                 "winner": "chosen" if pref.consistent else None,
-                "verdicts": list(pref.verdicts),
+                # pointwise scores are listed as (chosen, rejected); pairwise verdicts as
+                # (as given, swapped), which is what a reader checks for position bias
+                "verdicts": list(pref.verdicts)[
+                    :: -1 if judge == "pointwise" and pref.winner else 1
+                ],
                 "reasons": list(pref.reasons),
                 "sampling": [
                     {"model": m, "temperature": t} for m, t in zip(pair_models, temps, strict=True)

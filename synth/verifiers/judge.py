@@ -231,7 +231,12 @@ def make_pairwise(
                 return Verdict(False, None, "judge_error", f"{type(exc).__name__}: {exc}")
             consistent, verdicts = pref.consistent, list(pref.verdicts)
             winner = {0: "chosen", 1: "rejected"}.get(pref.winner)  # type: ignore[arg-type]
-        detail = f"verdicts as given / swapped: {verdicts}"
+        if known.get("method") == "pointwise" and reuse and known.get("pair") == pair_hash(p, a, b):
+            detail = f"scores (chosen, rejected) judged alone: {verdicts}"
+            if not consistent:
+                return Verdict(False, 0.0, "preference_tie", detail)
+        else:
+            detail = f"verdicts as given / swapped: {verdicts}"
         if not consistent:
             return Verdict(False, 0.0, "pairwise_inconsistent", detail)
         if winner != "chosen":
