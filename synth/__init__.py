@@ -5,10 +5,9 @@
 or a script needs is re-exported here; the submodules are the implementation.
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-from .api import RunResult, resolve, run, stream
 from .chain import Chain, Named, Verdict
 from .context import Context, derive_seed, rng_for
 from .errors import (
@@ -21,15 +20,44 @@ from .errors import (
     SinkError,
     SynthError,
 )
-from .recipe import Recipe
-from .recipe import load as load_recipe
 from .records import Record, child_id, content_hash, read_jsonl, record_id, write_jsonl
 from .registry import step, verifier
 
-try:
-    __version__ = _version("synth")
-except _PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+local"
+if _TYPE_CHECKING:
+    from .api import RunResult, resolve, run, stream
+    from .recipe import Recipe
+    from .recipe import load as load_recipe
+
+# The runner and the recipe loader pull in jsonschema, yaml and jinja2: load them on first
+# use so that `synth --help` and plugins importing `synth.step` start fast.
+_LAZY = {
+    "RunResult": ("api", "RunResult"),
+    "resolve": ("api", "resolve"),
+    "run": ("api", "run"),
+    "stream": ("api", "stream"),
+    "Recipe": ("recipe", "Recipe"),
+    "load_recipe": ("recipe", "load"),
+}
+
+
+def __getattr__(name: str) -> _Any:
+    if name == "__version__":  # importlib.metadata costs ~0.1 s: only when asked
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("synth")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0.0.0+local"
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 
 __all__ = [
     "BudgetExceeded",

@@ -1,13 +1,13 @@
 """The one error tree. Third-party exceptions are wrapped once, at the boundary, `from exc`.
 
-    SynthError
-    ├── ConfigError          bad recipe/template/verifier/CLI input: where, expected, found, fix
-    ├── LLMError
-    │   ├── LLMTransientError  429, 5xx, timeouts, resets: retried by the LLM layer
-    │   ├── LLMResponseError   the model answered, but not usably (unparseable, schema-invalid)
-    │   └── BudgetExceeded     a cost or token cap was reached; the run stops cleanly
-    ├── SandboxError         the sandbox itself failed (not a failing test: that is a Verdict)
-    └── SinkError            output could not be written or resumed
+SynthError
+├── ConfigError          bad recipe/template/verifier/CLI input: where, expected, found, fix
+├── LLMError
+│   ├── LLMTransientError  429, 5xx, timeouts, resets: retried by the LLM layer
+│   ├── LLMResponseError   the model answered, but not usably (unparseable, schema-invalid)
+│   └── BudgetExceeded     a cost or token cap was reached; the run stops cleanly
+├── SandboxError         the sandbox itself failed (not a failing test: that is a Verdict)
+└── SinkError            output could not be written or resumed
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from .errors import ConfigError
@@ -74,6 +73,8 @@ def load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
+    from importlib.metadata import entry_points
+
     from . import builtins  # noqa: F401  (registers on import)
 
     # Local plugins without packaging (and test fixtures in spawned workers): a comma-separated

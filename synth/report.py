@@ -250,8 +250,9 @@ def _run_charts(
             xlabel="characters of text",
         )
     for verifier in sorted(set(kept.scores) | set(rej.scores)):
-        if len(set(kept.scores.get(verifier, []) + rej.scores.get(verifier, []))) < 2:
-            continue  # a pass/fail verifier scoring 1.0 everywhere has nothing to plot
+        values = set(kept.scores.get(verifier, []) + rej.scores.get(verifier, []))
+        if values <= {0.0, 1.0}:
+            continue  # a pass/fail verifier: the rejection table already says it all
         out[f"scores: {verifier}"] = charts.histogram(
             {"kept": kept.scores.get(verifier, []), "rejected": rej.scores.get(verifier, [])},
             title=f"Scores given by {verifier}",

@@ -308,7 +308,7 @@ async def get_records(request: web.Request) -> web.StreamResponse:
     limit = _int_query(request, "limit", 1000, 1, 10_000)
     index = request.app[INDEXES].setdefault(job.id, LineIndex(Path(job.run_dir) / "data.jsonl"))
     # Only checkpointed bytes: a resumed run may cut back what came after them.
-    limit_bytes = job.progress.get("data_bytes") if job.active else None
+    limit_bytes = int(job.progress.get("data_bytes", 0)) if job.active else None
     available = await asyncio.to_thread(index.refresh, limit_bytes)
     count = max(0, min(limit, available - offset))
     resp = web.StreamResponse(

@@ -57,7 +57,7 @@ class Supervisor:
         self.state_dir, self.project_root = state_dir, project_root
         self.max_jobs, self.grace_s, self.nice = max_jobs, grace_s, nice
         self.jobs: dict[str, Job] = {}
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, subprocess.Popen[Any]] = {}
         self._spawner: ThreadPoolExecutor | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._submit_lock = asyncio.Lock()
@@ -88,20 +88,25 @@ class Supervisor:
         self._start(job)
 
     async def cancel(self, job: Job) -> None:
+        """SIGTERM the job's process group (SIGKILL after the grace period) and wait until
+        the job is marked cancelled. A job still being started is stopped as soon as its
+        process exists."""
         job.cancel_requested = True
         proc = self._procs.get(job.id)
-        if proc is None:
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGTERM)
+        task = self._tasks.get(job.id)
+        if task is None:
             if job.active:
                 await self._finish(job, CANCELLED)
             return
-        _signal_group(proc.pid, signal.SIGTERM)
-        task = self._tasks.get(job.id)
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.grace_s)
-            except TimeoutError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.grace_s)
+        except TimeoutError:
+            proc = self._procs.get(job.id)
+            if proc is not None:
                 _signal_group(proc.pid, signal.SIGKILL)
-                await asyncio.shield(task)
+            await asyncio.shield(task)
 
     async def shutdown(self) -> None:
         """SIGTERM: stop every child, keep its job active in the store so the next
@@ -174,6 +179,8 @@ class Supervisor:
             )
             proc = await asyncio.get_running_loop().run_in_executor(self._spawner, spawn)
         self._procs[job.id] = proc
+        if job.cancel_requested:  # cancelled while it was being started
+            _signal_group(proc.pid, signal.SIGTERM)
         job.status, job.pid, job.starts = RUNNING, proc.pid, job.starts + 1
         job.started_at = job.started_at or time.time()
         await self._save(job)

@@ -11,21 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from service_fixtures import ROOT, Server
+
 from synth.records import Record, write_jsonl
 from synth.report import write_report
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 ARTIFACTS = ROOT / "test-artifacts"
 TOKEN = "browser-test-token-0123456789"
 
 pytestmark = [
     pytest.mark.skipif(
         not Path(CHROMIUM).exists() and not shutil.which("chromium"),
-        reason="chromium is not installed (scripts/system-deps.sh installs it: apt-get install chromium)",
+        reason="chromium is not installed (`make system-deps` installs it with apt-get)",
     ),
 ]
 
@@ -103,8 +105,11 @@ def test_a_hostile_record_is_shown_as_text_in_the_report(browser: Any, tmp_path:
     )  # fmt: skip
     write_jsonl(tmp_path / "data.jsonl", kept)
     write_jsonl(tmp_path / "rejects.jsonl", [bad])
-    manifest = {"recipe": {"name": "hostile</title><script>window.pwned=3</script>"}, "n": 5,
-                "counts": {"kept": 5, "rejected": 1, "rejected_by_reason": {"injected": 1}}}  # fmt: skip
+    manifest = {
+        "recipe": {"name": "hostile</title><script>window.pwned=3</script>"},
+        "n": 5,
+        "counts": {"kept": 5, "rejected": 1, "rejected_by_reason": {"injected": 1}},
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     report = write_report(tmp_path)
 

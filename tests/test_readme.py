@@ -43,7 +43,7 @@ def test_readme_opens_with_make_demo_and_make_test() -> None:
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project's content folders: examples may write out/ freely."""
     root = tmp_path_factory.mktemp("readme")
-    for folder in ("recipes", "templates", "verifiers", "data"):
+    for folder in ("recipes", "templates", "verifiers", "data", "batches"):
         if (ROOT / folder).is_dir():
             shutil.copytree(ROOT / folder, root / folder)
     return root

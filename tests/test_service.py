@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from service_fixtures import ROOT, Server, alive
+
 from synth.jobspec import Policy, RequestError, recipe_file
 
 TOKEN = "test-token-0123456789abcdef"

@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         progress.close()
+    if not result.already_done or not (result.out / "report.html").exists():
+        from synth.report import write_report  # report.html: a page a person can open
+
+        write_report(result.out)
     if not quiet:
         print(summary(result))
     return 0
