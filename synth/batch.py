@@ -191,7 +191,9 @@ def _recipe_for(batch: Batch, entry: Entry, date: str) -> Any:
     file = resolve("recipes", entry.recipe, batch.root, file=str(batch.file), path="recipe")
     raw = load_yaml(file)
     if batch.dedup_history and isinstance(raw, dict):
-        history = batch.out / batch.name / HISTORY / entry.name
+        # Relative to the run dir (out/<batch>/<date>/<entry>/): the recipe hash stays the
+        # same however --out is spelled, so a re-run from elsewhere still resumes.
+        history = Path("..", "..", HISTORY, entry.name)
         gate = {"use": "seen_before", "history": str(history), "before": date}
         raw = {**raw, "verify": [gate, *(raw.get("verify") or [])]}
     recipe = from_dict(raw, file=file, settings=entry.settings, model=entry.model)

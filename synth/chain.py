@@ -46,7 +46,15 @@ class Chain:
         rather than a crash of the whole run."""
         verdicts: list[dict[str, Any]] = list(record.meta.get("verdicts", []))
         final = Verdict(True, reason="")
-        for v in self.verifiers:
+        failed = record.meta.get("error")
+        if isinstance(failed, dict):  # a step could not make this record (its model never
+            # answered usably): rejected with the step's reason, counted like any reject
+            reason = slug(str(failed.get("reason") or "step_failed"))
+            detail = str(failed.get("detail") or "")
+            entry = {"verifier": str(failed.get("step") or "step"), "ok": False, "score": None}
+            verdicts.append({**entry, "reason": reason, **({"detail": detail} if detail else {})})
+            final = Verdict(False, None, reason, detail)
+        for v in self.verifiers if final.ok else ():
             try:
                 verdict = await v.fn(record, ctx)
             except Exception as exc:  # noqa: BLE001  (a verifier must never crash the run)

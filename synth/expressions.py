@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined, Undefined, meta, nodes
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
+from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import _PassArg
 
 Stack = Sequence[Mapping[str, Any]]
@@ -30,7 +31,10 @@ Compiled = Callable[[Stack], Any]
 
 
 def _make_env() -> Environment:
-    env = Environment(undefined=StrictUndefined, autoescape=False)
+    # Sandboxed: templates and inline recipes may come from a service client, so attribute
+    # access (`x.__class__`...) and str.format go through Jinja's sandbox checks, even in
+    # the expressions translated to plain Python below (they use ENV.getattr/getitem).
+    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
     # Both draw from the global `random` module: a derived field must be a pure function of
     # the record, or the same seed would stop giving the same bytes.
     env.filters.pop("random", None)

@@ -71,6 +71,52 @@ class Job:
     def from_body(cls, body: str) -> Job:
         return cls(**json.loads(body))
 
+    def view(self) -> dict[str, Any]:
+        """The job as the API shows it."""
+        job = self
+        spec, p = job.spec, job.progress
+        base = f"/v1/jobs/{job.id}"
+        return {
+            "id": job.id,
+            "status": job.status,
+            "recipe": spec.get("recipe"),
+            "label": spec.get("label"),
+            "n": spec.get("n"),
+            "seed": spec.get("seed"),
+            "model": spec.get("model"),
+            "settings": spec.get("settings") or {},
+            "created_at": _iso(job.created_at),
+            "started_at": _iso(job.started_at),
+            "finished_at": _iso(job.finished_at),
+            "starts": job.starts,
+            "pid": job.pid,
+            "error": job.error,
+            "progress": {
+                "kept": p.get("kept", 0),
+                "n": spec.get("n"),
+                "fraction": p.get("fraction", 0.0),
+                "generated": p.get("generated", 0),
+                "rejected": p.get("rejected", 0),
+                "rejected_by_reason": p.get("rejected_by_reason", {}),
+                "elapsed_s": p.get("elapsed_s", 0.0),
+                "stop_reason": p.get("stop_reason"),
+            },
+            "llm": p.get("llm", {}),
+            "cost": p.get("cost", {"usd": 0.0, "input_tokens": 0, "output_tokens": 0}),
+            "links": {
+                "self": base,
+                "records": f"{base}/records",
+                "report": f"{base}/report",
+                "cancel": f"{base}/cancel",
+            },
+        }
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
 
 class JobStore:
     """SQLite persistence. Thread-safe (one connection behind a lock) so the service can

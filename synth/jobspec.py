@@ -76,7 +76,7 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
     problems = errors(body, packaged("job.json"))
     if problems:
         raise RequestError(400, "invalid job request", problems)
-    settings = dict(body.get("settings") or {})
+    settings = {**(body.get("settings") or {}), **(body.get("overrides") or {})}
     recipe = body.get("recipe", None)
     if isinstance(recipe, dict):
         raw, label = recipe, "inline"

@@ -408,13 +408,23 @@ async def prefer_by_scores(
     at least `min_margin` (a tie is no preference). Use it where the judge is too weak
     for pairwise comparison (a judge that always answers "A" keeps nothing pairwise)."""
     results = [
-        await judge(ctx, rubric, {"instruction": prompt_text, "response": text}, model=model,
-                    template=template, **params)
+        await judge(
+            ctx,
+            rubric,
+            {"instruction": prompt_text, "response": text},
+            model=model,
+            template=template,
+            **params,
+        )
         for text in (first, second)
-    ]  # fmt: skip
+    ]
     a, b = results[0].score, results[1].score
     winner = 0 if a - b >= min_margin else 1 if b - a >= min_margin else None
     ctx.stats["preference_margin_ok" if winner is not None else "preference_tie"] += 1
-    return Preference(winner, winner is not None, (f"{a:g}", f"{b:g}"),
-                      (results[0].reason, results[1].reason),
-                      tuple(r.call for r in results))  # fmt: skip
+    return Preference(
+        winner,
+        winner is not None,
+        (f"{a:g}", f"{b:g}"),
+        (results[0].reason, results[1].reason),
+        tuple(r.call for r in results),
+    )

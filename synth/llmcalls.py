@@ -65,7 +65,7 @@ def failure_reason(exc: BaseException) -> str:
 
 _PREAMBLE = re.compile(
     r"^\s*(?:sure[,!.]?\s*)?(?:here(?:'s| is)[^:\n]{0,60}:|rewritten text:|paraphrase:|"
-    r"translation:|answer:|response:|instruction:)\s*",
+    r"translation:|answer:|response:|instruction:|request:|question:)\s*",
     re.IGNORECASE,
 )
 
@@ -101,3 +101,18 @@ def clean_text(text: str) -> str:
 
 def _only_label(line: str) -> bool:
     return bool(_BARE_LABEL.match(line) or _SETTING_LINE.match(line))
+
+
+def step_failure(ctx: Context, step: str, exc: BaseException) -> dict[str, Any]:
+    """The `meta["error"]` of a record a step could not make, counted in ctx.stats.
+
+    The record still flows on: the chain rejects it with this reason, so it lands in
+    rejects.jsonl and counts toward `max_attempts` (a model that never answers usably
+    ends the run on its budget instead of spinning forever)."""
+    reason = failure_reason(exc)
+    ctx.stats[f"{step}_failed_{reason}"] += 1
+    return {
+        "step": step,
+        "reason": f"{step}_{reason}",
+        "detail": f"{type(exc).__name__}: {exc}"[:500],
+    }

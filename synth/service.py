@@ -5,18 +5,14 @@ state lives in SQLite (`jobs.py`), request bodies are checked by `jobspec.py`, a
 poll is served from memory, so hundreds of pollers cost the running job little.
 
 Security: a bearer token (`SYNTH_TOKEN`) is required whenever the service listens on
-anything but loopback, and refused start-up otherwise. Tokens are compared in constant
-time and never logged. Bodies are size-limited and validated by JSON Schema. The
-dashboard logs in by trading the token for an HttpOnly, SameSite=Strict cookie holding
-an HMAC of it, never the token itself.
+anything but loopback, and it refuses to start otherwise (`webauth.py` checks the token
+and adds the security headers). Bodies are size-limited and validated by JSON Schema.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import sys
@@ -27,17 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from .errors import ConfigError
-from .jobs import ACTIVE, FINAL, SUCCEEDED, Job, JobStore
+from .jobs import FINAL, SUCCEEDED, Job, JobStore
 from .jobspec import Policy, RequestError, build_spec, list_recipes, new_job_id
 from .paging import LineIndex
 from .supervisor import Busy, Supervisor
+from .webauth import COOKIE, SECURITY_HEADERS, is_loopback, middleware, session_value
 
 log = logging.getLogger("synth.service")
-COOKIE = "synth_session"
-PUBLIC = frozenset({"/", "/healthz", "/v1/session", "/static/dashboard.js", "/favicon.ico"})
 LIVE_REPORT_TTL_S = 10.0
 _NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
@@ -88,99 +82,6 @@ CONF = web.AppKey("config", ServiceConfig)
 INDEXES = web.AppKey("indexes", dict)
 LOCKS = web.AppKey("report_locks", dict)
 VIEWS = web.AppKey("views", dict)  # job id -> its JSON, dropped whenever the job changes
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"synth-session-v1", hashlib.sha256).hexdigest()
-
-
-def authorized(request: web.Request, token: str) -> bool:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return hmac.compare_digest(value.strip().encode(), token.encode())
-    cookie = request.cookies.get(COOKIE)
-    if not cookie:
-        return False
-    return hmac.compare_digest(cookie.encode(), session_value(token).encode())
-
-
-# -- middlewares -------------------------------------------------------------------------
-
-
-def middleware(token: str | None) -> Any:
-    """Auth, then JSON errors and security headers. One middleware, not two: it runs on
-    every status poll, and a poll storm pays for each layer."""
-
-    @web.middleware
-    async def mw(request: web.Request, handler: Any) -> web.StreamResponse:
-        try:
-            if token and request.path not in PUBLIC and not authorized(request, token):
-                resp: web.StreamResponse = _error(
-                    401,
-                    "missing or wrong bearer token",
-                    ["send `Authorization: Bearer $SYNTH_TOKEN`"],
-                    headers={"WWW-Authenticate": 'Bearer realm="synth"'},
-                )
-            else:
-                resp = await handler(request)
-        except RequestError as exc:
-            retry = {"Retry-After": "5"} if exc.status == 429 else None
-            resp = _error(exc.status, exc.message, exc.details, headers=retry)
-        except web.HTTPRequestEntityTooLarge as exc:
-            resp = _error(413, "request body too large", [exc.text or ""])
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            resp = _error(exc.status, exc.reason, [], headers=exc.headers)
-        if not resp.prepared:  # a streamed body set its own before sending them
-            for k, v in _SECURITY_HEADERS.items():
-                resp.headers.setdefault(k, v)
-        return resp
-
-    return mw
-
-
-_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
-
-
-def _error(status: int, message: str, details: list[str], headers: Any = None) -> web.Response:
-    body = {"error": message, "details": [d for d in details if d]}
-    resp = web.json_response(body, status=status)
-    for k, v in (headers or {}).items():
-        if k.lower() in ("retry-after", "www-authenticate", "allow"):
-            resp.headers[k] = v
-    return resp
-
-
-class QuietAccessLogger(AbstractAccessLogger):
-    """Logs what changes state and what fails; a poll storm of 200 OK GETs stays quiet.
-    Headers are never logged, so neither is a token."""
-
-    def log(self, request: Any, response: Any, elapsed: float) -> None:
-        if request.method in ("GET", "HEAD") and response.status < 400:
-            return
-        self.logger.info(
-            '%s "%s %s" %s %.1fms',
-            request.remote,
-            request.method,
-            request.path,
-            response.status,
-            elapsed * 1000,
-        )
 
 
 # -- the app -----------------------------------------------------------------------------
@@ -265,7 +166,7 @@ async def submit(request: web.Request) -> web.Response:
     except Busy:
         raise _busy(sup) from None
     log.info("job %s: accepted (%s, n=%d)", job.id, spec["recipe"], spec["n"])
-    return web.json_response(view(job), status=201, headers={"Location": f"/v1/jobs/{job.id}"})
+    return web.json_response(job.view(), status=201, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _busy(sup: Supervisor) -> RequestError:
@@ -281,7 +182,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         jobs = [j for j in jobs if j.status == status]
     limit = _int_query(request, "limit", 100, 1, 1000)
     jobs.sort(key=lambda j: j.created_at, reverse=True)
-    return web.json_response({"jobs": [view(j) for j in jobs[:limit]], "total": len(jobs)})
+    return web.json_response({"jobs": [j.view() for j in jobs[:limit]], "total": len(jobs)})
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -290,7 +191,7 @@ async def get_job(request: web.Request) -> web.Response:
     views = request.app[VIEWS]
     body = views.get(job.id)
     if body is None:
-        body = views[job.id] = json.dumps(view(job)).encode()
+        body = views[job.id] = json.dumps(job.view()).encode()
     return web.Response(body=body, content_type="application/json")
 
 
@@ -299,7 +200,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     if job.status in FINAL:
         raise RequestError(409, f"the job already {job.status}", [])
     await request.app[SUP].cancel(job)
-    return web.json_response(view(job), status=202)
+    return web.json_response(job.view(), status=202)
 
 
 async def get_records(request: web.Request) -> web.StreamResponse:
@@ -319,7 +220,7 @@ async def get_records(request: web.Request) -> web.StreamResponse:
             "X-Next-Offset": str(offset + count),
             "X-Available": str(available),
             "X-Job-Status": job.status,
-            **_SECURITY_HEADERS,
+            **SECURITY_HEADERS,
         }
     )
     await resp.prepare(request)
@@ -463,47 +364,7 @@ async def dashboard_js(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/javascript")
 
 
-# -- views -------------------------------------------------------------------------------
-
-
-def view(job: Job) -> dict[str, Any]:
-    """A job as the API shows it."""
-    spec, p = job.spec, job.progress
-    base = f"/v1/jobs/{job.id}"
-    return {
-        "id": job.id,
-        "status": job.status,
-        "recipe": spec.get("recipe"),
-        "label": spec.get("label"),
-        "n": spec.get("n"),
-        "seed": spec.get("seed"),
-        "model": spec.get("model"),
-        "settings": spec.get("settings") or {},
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "starts": job.starts,
-        "pid": job.pid,
-        "error": job.error,
-        "progress": {
-            "kept": p.get("kept", 0),
-            "n": spec.get("n"),
-            "fraction": p.get("fraction", 0.0),
-            "generated": p.get("generated", 0),
-            "rejected": p.get("rejected", 0),
-            "rejected_by_reason": p.get("rejected_by_reason", {}),
-            "elapsed_s": p.get("elapsed_s", 0.0),
-            "stop_reason": p.get("stop_reason"),
-        },
-        "llm": p.get("llm", {}),
-        "cost": p.get("cost", {"usd": 0.0, "input_tokens": 0, "output_tokens": 0}),
-        "links": {
-            "self": base,
-            "records": f"{base}/records",
-            "report": f"{base}/report",
-            "cancel": f"{base}/cancel",
-        },
-    }
+# -- helpers -----------------------------------------------------------------------------
 
 
 def _job(request: web.Request) -> Job:
@@ -526,10 +387,4 @@ def _int_query(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-__all__ = ["ACTIVE", "ServiceConfig", "create_app", "is_loopback"]
+__all__ = ["ServiceConfig", "create_app"]

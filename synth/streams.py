@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -14,7 +21,7 @@ async def ordered_map(
     items: AsyncIterable[T],
     fn: Callable[[T], Awaitable[U]],
     limit: int,
-) -> AsyncIterator[U]:
+) -> AsyncGenerator[U, None]:
     """Apply `fn` to up to `limit` items at once and yield results in input order.
 
     Backpressure: at most `limit` items are pulled ahead of the consumer, so memory stays
@@ -27,8 +34,21 @@ async def ordered_map(
     async def feed() -> None:
         try:
             async for item in items:
-                await pending.put(asyncio.ensure_future(fn(item)))
+                task = asyncio.ensure_future(fn(item))
+                try:
+                    await pending.put(task)
+                except BaseException:  # cancelled while waiting for a slot: not orphaned
+                    task.cancel()
+                    raise
         finally:
+            # Close the upstream stage now, not when it is garbage-collected: otherwise its
+            # own feeder keeps running (and calling models) after the run has stopped.
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except RuntimeError:  # it is still running (it raised): already done
+                    pass
             await pending.put(None)
 
     feeder = asyncio.ensure_future(feed())
@@ -41,25 +61,30 @@ async def ordered_map(
         await feeder  # re-raise an error from the source
     finally:
         feeder.cancel()
+        dropped = []
         while not pending.empty():
             t = pending.get_nowait()
             if t is not None:
                 t.cancel()
-        try:
-            await feeder
-        except (asyncio.CancelledError, Exception):
-            pass
+                dropped.append(t)
+        # Wait for the cancelled work to unwind, so no task outlives the stream (and, e.g.,
+        # the LLM client it uses is not closed under it).
+        await asyncio.gather(feeder, *dropped, return_exceptions=True)
 
 
 async def flat_ordered_map(
     items: AsyncIterable[T],
     fn: Callable[[T], Awaitable[Iterable[U]]],
     limit: int,
-) -> AsyncIterator[U]:
+) -> AsyncGenerator[U, None]:
     """`ordered_map` for functions that return zero or more results per item."""
-    async for results in ordered_map(items, fn, limit):
-        for r in results:
-            yield r
+    inner = ordered_map(items, fn, limit)
+    try:
+        async for results in inner:
+            for r in results:
+                yield r
+    finally:
+        await inner.aclose()  # `async for` does not close it: its tasks would run on
 
 
 async def aiter_of(iterable: Iterable[T]) -> AsyncIterator[T]:

@@ -76,8 +76,10 @@ def _load(path: Path) -> Prompt:
 @lru_cache(maxsize=128)
 def _compile(source: str) -> Any:
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    env = jinja2.Environment(
+    # Sandboxed: prompt templates may arrive inline through the service.
+    env = SandboxedEnvironment(
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

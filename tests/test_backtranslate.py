@@ -57,13 +57,18 @@ def test_a_faithful_round_trip_passes() -> None:
     record, verdict = check([("bt", backtranslate(field="text"))], rec(text=TEXT), make_ctx(llm))
     assert verdict.ok
     assert record.meta["verdicts"][0]["score"] == pytest.approx(100.0)
-    assert [direction(c.messages) for c in llm.calls] == [("English", "French"), ("French", "English")]
+    assert [direction(c.messages) for c in llm.calls] == [
+        ("English", "French"),
+        ("French", "English"),
+    ]
     assert all(c.params["template_hash"] for c in llm.calls)
 
 
 def test_a_lossy_round_trip_is_rejected_with_its_score() -> None:
     ctx = make_ctx(ScriptedLLM(lossy))
-    record, verdict = check([("bt", backtranslate(field="text", threshold=60))], rec(text=TEXT), ctx)
+    record, verdict = check(
+        [("bt", backtranslate(field="text", threshold=60))], rec(text=TEXT), ctx
+    )
     assert (verdict.ok, verdict.reason) == (False, "roundtrip_low")
     score = record.meta["verdicts"][0]["score"]
     assert score < 60 and "chrF" in verdict.detail and "min 60" in verdict.detail
@@ -83,13 +88,19 @@ def test_instruction_mode_regenerates_the_instruction_from_the_response() -> Non
     response = "Bring water to a boil, lower the egg in, cook six minutes, then cool it."
     close = ScriptedLLM(["Explain how to boil an egg with a soft yolk."])
     ctx = make_ctx(close)
-    _, ok = check([("bt", backtranslate(mode="instruction"))], rec(instruction=instruction,
-                                                                  response=response), ctx)  # fmt: skip
+    _, ok = check(
+        [("bt", backtranslate(mode="instruction"))],
+        rec(instruction=instruction, response=response),
+        ctx,
+    )
     assert ok.ok
     assert response in close.calls[0].messages[-1]["content"]
     unrelated = make_ctx(ScriptedLLM(["Write a poem about the ocean at night."]))
-    _, bad = check([("bt", backtranslate(mode="instruction", threshold=30))],
-                   rec(instruction=instruction, response=response), unrelated)  # fmt: skip
+    _, bad = check(
+        [("bt", backtranslate(mode="instruction", threshold=30))],
+        rec(instruction=instruction, response=response),
+        unrelated,
+    )
     assert (bad.ok, bad.reason) == (False, "roundtrip_low")
 
 

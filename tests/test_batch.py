@@ -66,7 +66,7 @@ def ids(run_dir: Path) -> set[str]:
     return {r.id for r in read_jsonl(run_dir / "data.jsonl")}
 
 
-def test_same_night_twice_does_nothing_new(tmp_path: Path) -> None:
+def test_same_night_twice_does_nothing_new(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = project(
         tmp_path,
         f"""
@@ -100,6 +100,12 @@ recipes:
     assert second["invocations"] == 2
     assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files} == before
     assert history.read_text() == monitored  # the monitor did not count the night twice
+
+    monkeypatch.chdir(tmp_path)  # the same night, started elsewhere with --out spelled otherwise
+    assert batch(Path("batches/b.yaml"), "2024-05-01", Path("out")) == 0
+    assert {e["this_run"] for e in night(out, "2024-05-01")["recipes"].values()} == {
+        "nothing to do"
+    }
 
 
 def test_next_night_produces_only_new_records(tmp_path: Path) -> None:

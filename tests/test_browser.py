@@ -78,6 +78,12 @@ def test_dashboard_signs_in_and_shows_live_jobs_and_a_report(browser: Any, tmp_p
             timeout=15_000,
         )
         assert page.locator("#recipe option", has_text="card-transactions").count() == 1
+        page.select_option("#recipe", "card-transactions")
+        page.fill("#n", "40")
+        page.click("#job-form button")
+        page.wait_for_selector("#message:has-text('Submitted job')")
+        new_id = page.inner_text("#message").split()[-1].rstrip(".")
+        page.locator(f'tr[data-job="{new_id}"]', has_text="succeeded").wait_for(timeout=30_000)
         shot(page, "dashboard.png")
 
         # The report link works with the session cookie, without a header.

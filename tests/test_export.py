@@ -21,9 +21,13 @@ INSTRUCTIONS = [
     {"instruction": "Say hi in French — «politely».", "response": "Bonjour !\nEnchanté."},
 ]
 QA = [
-    {"context": "The Senate shall be composed of two Senators from each State.",
-     "question": "How many senators per state?", "answer": "Two.", "evidence": "two Senators"},
-]  # fmt: skip
+    {
+        "context": "The Senate shall be composed of two Senators from each State.",
+        "question": "How many senators per state?",
+        "answer": "Two.",
+        "evidence": "two Senators",
+    },
+]
 PAIRS = [{"prompt": "Boil an egg?", "chosen": "Simmer 7 minutes.", "rejected": "Microwave it."}]
 REWARDS = [{"instruction": "2+2?", "response": "4", "score": 4.5}]
 

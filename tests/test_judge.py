@@ -6,16 +6,26 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from text_fixtures import ROOT, check, make_ctx, obeying_judge, outside_data, text_of
+from text_fixtures import (
+    ROOT,
+    check,
+    local_model_missing,
+    make_ctx,
+    obeying_judge,
+    outside_data,
+    run_recipe_on_local_model,
+    text_of,
+)
 
 from synth.errors import LLMResponseError
 from synth.judging import encode_data, prefer, yes_probability
 from synth.recipe import from_dict
-from synth.records import Record
+from synth.records import Record, read_jsonl
 from synth.testing import ScriptedLLM
 from synth.verifiers.judge import make_ask_llm, make_judge, make_pairwise
 from synth.verifiers.novelty import novelty
@@ -98,6 +108,9 @@ def test_judge_scores_and_reason_go_into_lineage_and_stats() -> None:
     assert verdict.ok and entry["score"] == 3.5  # the mean of 2 and 5 meets 3.5
     assert entry["verifier"] == "meaning"
     assert "meaning=2" in entry["detail"] and "refund amount changed" in entry["detail"]
+    [judgement] = entry["info"]["judgements"]
+    assert judgement["scores"] == {"meaning": 2.0, "fluency": 5.0}
+    assert judgement["reason"] == "the refund amount changed"
     assert ctx.stats["judge_calls"] == 1
     assert sum(v for k, v in ctx.stats.items() if k.startswith("judge_score_")) == 1
 
@@ -252,8 +265,13 @@ def test_ask_llm_uses_logprobs_when_the_client_returns_them() -> None:
 
         async def complete(self, messages: object, **params: object) -> WithLogprobs:
             self.params = params
-            top = [{"token": "yes", "logprob": math.log(0.3)}, {"token": "no", "logprob": math.log(0.6)}]
-            return WithLogprobs("no", [{"token": "no", "logprob": math.log(0.6), "top_logprobs": top}])
+            top = [
+                {"token": "yes", "logprob": math.log(0.3)},
+                {"token": "no", "logprob": math.log(0.6)},
+            ]
+            return WithLogprobs(
+                "no", [{"token": "no", "logprob": math.log(0.6), "top_logprobs": top}]
+            )
 
     client = Client()
     rec = Record("a", {"text": "Some text."}, {})
@@ -276,3 +294,52 @@ def test_shipped_rubrics_load_as_named_verifiers() -> None:
         base_dir=ROOT,
     )
     assert [v.name for v in recipe.chain] == names
+
+
+# --------------------------------------------------------------------------- real model
+
+
+@pytest.mark.slow
+@pytest.mark.local_model
+def test_instructions_recipe_on_the_local_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reason = local_model_missing()
+    if reason:
+        pytest.skip(reason)
+    result, manifest, _ = run_recipe_on_local_model(
+        "instructions-judged", tmp_path, monkeypatch, n=2, max_attempts=8
+    )
+    assert result.kept >= 1, manifest["counts"]
+    for r in read_jsonl(result.data_path):
+        assert r.data["instruction"] and r.data["response"]
+        judged = r.meta["verdicts"][-1]
+        assert judged["verifier"] == "instruction-quality" and judged["info"]["judgements"]
+
+
+@pytest.mark.slow
+@pytest.mark.local_model
+def test_preference_recipe_on_the_local_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 135M model is a purely position-biased pairwise judge (it answers "A" in both
+    orders, measured 20 of 20 pairs), so this run uses the recipe's pointwise setting."""
+    reason = local_model_missing()
+    if reason:
+        pytest.skip(reason)
+    result, manifest, rejects = run_recipe_on_local_model(
+        "preference-pairs",
+        tmp_path,
+        monkeypatch,
+        n=1,
+        max_attempts=10,
+        settings={"judge_method": "pointwise"},
+    )
+    assert result.kept == 1, manifest["counts"]
+    [pair] = read_jsonl(result.data_path)
+    chosen, rejected = (float(x) for x in pair.meta["preference"]["verdicts"])
+    assert chosen - rejected >= 1.0
+    assert {r["meta"]["reject_reason"] for r in rejects} <= {
+        "preference_tie",
+        "schema_mismatch",
+    } | {r["meta"]["reject_reason"] for r in rejects if r["meta"].get("error")}

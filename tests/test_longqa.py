@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from text_fixtures import ROOT, check, local_model_missing, make_ctx, take
+from text_fixtures import (
+    ROOT,
+    check,
+    local_model_missing,
+    make_ctx,
+    run_recipe_on_local_model,
+    take,
+)
 
 from synth.chunking import (
     Document,
@@ -46,11 +53,14 @@ def qa_writer(messages: list[dict[str, str]], **_: object) -> dict[str, object]:
     found = sentences(passage(messages))[:n] or [" ".join(passage(messages).split()[:8])]
     return {
         "qa": [
-            {"question": f"What does the text say in part {k}?", "answer": " ".join(s.split()[:6]),
-             "evidence": s}
+            {
+                "question": f"What does the text say in part {k}?",
+                "answer": " ".join(s.split()[:6]),
+                "evidence": s,
+            }
             for k, s in enumerate(found)
         ]
-    }  # fmt: skip
+    }
 
 
 def inventor(messages: list[dict[str, str]], **_: object) -> dict[str, object]:
@@ -78,7 +88,9 @@ DOC = st.lists(SENTENCE, min_size=1, max_size=60).map(lambda ss: " ".join(ss))
 
 @settings(max_examples=60, deadline=None)
 @given(DOC, st.integers(16, 200), st.integers(0, 60))
-def test_chunks_cover_the_text_within_budget_and_overlap(text: str, size: int, overlap: int) -> None:
+def test_chunks_cover_the_text_within_budget_and_overlap(
+    text: str, size: int, overlap: int
+) -> None:
     chunks = chunk(text, max_tokens=size, overlap=overlap)
     assert chunks and chunks[0].start == 0 and chunks[-1].end == len(text.rstrip())
     for a, b in zip(chunks, chunks[1:], strict=False):
@@ -110,7 +122,9 @@ def test_documents_from_folder_file_and_jsonl(tmp_path: object) -> None:
         "us-declaration.txt",
     ]  # README.md is documentation, not corpus
     rows = tmp_path / "docs.jsonl"  # type: ignore[operator]
-    rows.write_text(json.dumps({"text": "One doc.", "body": "x"}) + "\n" + json.dumps({"body": "y"}))
+    rows.write_text(
+        json.dumps({"text": "One doc.", "body": "x"}) + "\n" + json.dumps({"body": "y"})
+    )
     with pytest.raises(ConfigError, match="line 2: row has no text field 'text'"):
         load_documents(rows)
     assert [d.text for d in load_documents(rows, text_field="body")] == ["x", "y"]
@@ -122,8 +136,9 @@ def test_context_places_the_chunk_at_the_requested_depth() -> None:
     docs = load_documents(CORPUS)
     target = chunk(docs[2].text, max_tokens=200, overlap=20, doc=2)[3]
     for depth in (0.0, 0.25, 0.5, 0.75, 1.0):
-        p = build_context(docs, target, context_tokens=6000, depth=depth, count=approx_tokens,
-                          order=[0, 1, 2])  # fmt: skip
+        p = build_context(
+            docs, target, context_tokens=6000, depth=depth, count=approx_tokens, order=[0, 1, 2]
+        )
         assert p.context[p.span[0] : p.span[1]] == docs[2].text[target.start : target.end]
         assert abs(p.depth - depth) <= 0.05
         assert 5000 <= p.tokens <= 6100
@@ -153,7 +168,9 @@ def test_longqa_emits_grounded_examples_with_depth_lineage() -> None:
         info = r.meta["longqa"]
         chunk_text = r.data["context"][info["span"][0] : info["span"][1]]
         assert r.data["evidence"] in " ".join(chunk_text.split())
-        assert r.data["context"] == (CORPUS / info["document"].rsplit("/", 1)[1]).read_text().strip()
+        assert (
+            r.data["context"] == (CORPUS / info["document"].rsplit("/", 1)[1]).read_text().strip()
+        )
         assert 0.0 <= info["depth"] <= 1.0
         assert r.meta["llm_calls"][0]["template_hash"]
     verdicts = [check([("grounding", grounding())], r, ctx)[1] for r in out]
@@ -174,7 +191,9 @@ def test_target_length_contexts_cycle_depths() -> None:
 
 
 def test_resume_restarts_at_the_same_records() -> None:
-    full = take(longqa(chunk_tokens=200, questions_per_chunk=2), make_ctx(ScriptedLLM(qa_writer)), 7)
+    full = take(
+        longqa(chunk_tokens=200, questions_per_chunk=2), make_ctx(ScriptedLLM(qa_writer)), 7
+    )
     resumed = take(
         longqa(chunk_tokens=200, questions_per_chunk=2),
         make_ctx(ScriptedLLM(qa_writer), start_index=3),
@@ -198,7 +217,9 @@ def test_fuzzy_quote_matching_tolerates_small_slips_only() -> None:
     ctx = make_ctx()
     ok = Record("a", {**base, "evidence": slips}, {})
     assert check([("g", grounding())], ok, ctx)[1].ok
-    half = Record("b", {**base, "evidence": "We hold these apples to be ripe, said the farmer."}, {})
+    half = Record(
+        "b", {**base, "evidence": "We hold these apples to be ripe, said the farmer."}, {}
+    )
     assert check([("g", grounding())], half, ctx)[1].reason == "evidence_not_in_chunk"
     unsupported = Record("c", {**base, "evidence": text, "answer": "Purple giraffes dance"}, {})
     assert check([("g", grounding())], unsupported, ctx)[1].reason == "answer_unsupported"
@@ -228,7 +249,7 @@ def test_grounding_with_a_judge_for_answer_support() -> None:
     assert "not what the quote says" in verdict.detail
 
 
-def test_failed_generation_is_counted_and_the_source_moves_on() -> None:
+def test_failed_generation_is_a_reject_and_the_source_moves_on() -> None:
     from synth.errors import LLMResponseError
 
     answers = [LLMResponseError("bad json"), qa_writer]
@@ -240,9 +261,12 @@ def test_failed_generation_is_counted_and_the_source_moves_on() -> None:
         return a(messages)  # type: ignore[operator]
 
     ctx = make_ctx(ScriptedLLM(script))
-    out = take(longqa(chunk_tokens=200, questions_per_chunk=2, concurrency=1), ctx, 2)
-    assert [r.meta["index"] for r in out] == [2, 3]
+    out = take(longqa(chunk_tokens=200, questions_per_chunk=2, concurrency=1), ctx, 3)
+    assert [r.meta["index"] for r in out] == [0, 2, 3]
     assert ctx.stats["longqa_failed_llm_response_error"] == 1
+    _, verdict = check([("grounding", grounding())], out[0], ctx)
+    assert (verdict.ok, verdict.reason) == (False, "longqa_llm_response_error")
+    assert check([("grounding", grounding())], out[1], ctx)[1].ok
 
 
 # --------------------------------------------------------------------------- real model
@@ -250,30 +274,21 @@ def test_failed_generation_is_counted_and_the_source_moves_on() -> None:
 
 @pytest.mark.slow
 @pytest.mark.local_model
-def test_shipped_recipe_on_the_local_model(tmp_path: object) -> None:
+def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reason = local_model_missing()
     if reason:
         pytest.skip(reason)
-    from synth import api
-
-    out = tmp_path / "run"  # type: ignore[operator]
-    result = asyncio.run(
-        api.run(
-            ROOT / "recipes" / "long-context-qa.yaml",
-            n=2,
-            seed=1,
-            out=out,
-            settings={"context_tokens": 1500, "questions_per_chunk": 2},
-            max_attempts=12,
-        )
+    result, manifest, _ = run_recipe_on_local_model(
+        "long-context-qa",
+        tmp_path,
+        monkeypatch,
+        n=2,
+        settings={"context_tokens": 1500},
+        max_attempts=12,
     )
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["generated"] >= 1
-    for line in (out / "rejects.jsonl").read_text().splitlines():
-        assert json.loads(line)["meta"]["reject_reason"]
-    kept = list(read_jsonl(out / "data.jsonl"))
     assert result.kept >= 1, manifest["counts"]
-    for r in kept:
+    for r in read_jsonl(result.data_path):
         info = r.meta["longqa"]
         assert r.data["context"][info["span"][0] : info["span"][1]]
         assert info["target_depth"] is not None and 0 <= info["depth"] <= 1
+        assert [v["verifier"] for v in r.meta["verdicts"]] == ["grounding", "qa-quality"]

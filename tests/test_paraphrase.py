@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from text_fixtures import (
-    ROOT,
     check,
     local_model_missing,
     make_ctx,
     obeying_judge,
+    run_recipe_on_local_model,
     run_step,
     take,
 )
@@ -138,13 +139,17 @@ def test_meaning_lost_is_rejected_with_the_judges_reason() -> None:
     assert "the order number is gone" in rec.meta["verdicts"][-1]["detail"]
 
 
-def test_failed_calls_drop_the_child_and_are_counted() -> None:
+def test_a_failed_call_becomes_a_reject_with_its_reason() -> None:
     parents = tickets(2)
     llm = ScriptedLLM([LLMResponseError("garbled"), "A fine rewrite of the ticket text here."])
     ctx = make_ctx(llm)
     out = run_step(paraphrase(fields=["body"], k=1, concurrency=1), parents, ctx)
-    assert len(out) == 1 and out[0].meta["parents"] == [parents[1].id]
+    assert [r.meta["parents"] for r in out] == [[parents[0].id], [parents[1].id]]
     assert ctx.stats["paraphrase_failed_llm_response_error"] == 1
+    rec, verdict = check([("novelty", novelty(field="body"))], out[0], ctx)
+    assert (verdict.ok, verdict.reason) == (False, "paraphrase_llm_response_error")
+    assert "garbled" in rec.meta["verdicts"][-1]["detail"]
+    assert check([("novelty", novelty(field="body"))], out[1], ctx)[1].ok
 
 
 def test_model_chatter_around_the_rewrite_is_removed() -> None:
@@ -182,21 +187,24 @@ def test_novelty_always_rejects_an_exact_copy(text: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.local_model
-def test_shipped_recipe_on_the_local_model(tmp_path: object) -> None:
+def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reason = local_model_missing()
     if reason:
         pytest.skip(reason)
-    from synth import api
-
-    out = tmp_path / "run"  # type: ignore[operator]
-    result = asyncio.run(
-        api.run(ROOT / "recipes" / "paraphrase-support-tickets.yaml", n=2, seed=3, out=out)
+    result, manifest, _ = run_recipe_on_local_model(
+        "paraphrase-support-tickets",
+        tmp_path,
+        monkeypatch,
+        n=2,
+        settings={"k": 1},
+        max_attempts=8,
     )
-    assert result.kept >= 1, result.manifest
-    kept = list(read_jsonl(out / "data.jsonl"))
+    assert result.kept >= 1, manifest["counts"]
+    kept = list(read_jsonl(result.data_path))
     assert all(r.meta["originals"]["body"] != r.data["body"] for r in kept)
-    assert all(r.data["label"] == r.data["category"] for r in kept)
-    for line in (out / "rejects.jsonl").read_text().splitlines():
-        assert json.loads(line)["meta"]["reject_reason"]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["kept"] == result.kept
+    assert all(r.data["label"] == r.data["category"] for r in kept)  # labels carried over
+    assert [v["verifier"] for v in kept[0].meta["verdicts"]] == [
+        "paraphrase-novelty",
+        "paraphrase-meaning",
+    ]
+    assert manifest["llm"]["calls"] >= 2 * result.kept

@@ -123,7 +123,20 @@ def test_cli_against_the_stub(
     assert "Scored 5 of 5 examples with openai/stub" in capsys.readouterr().out
     assert stub.stats.ok == 5
     threshold = tmp_path / "t.jsonl"
-    assert main(["select", str(src), "--threshold", "0.5", "--out", str(threshold),
-                 "--model", "openai/stub"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "select",
+                str(src),
+                "--threshold",
+                "0.5",
+                "--out",
+                str(threshold),
+                "--model",
+                "openai/stub",
+            ]
+        )
+        == 0
+    )
     assert len(threshold.read_text().splitlines()) == 3
     assert stub.stats.ok == 5  # the second selection was answered from the response cache

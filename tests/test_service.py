@@ -205,9 +205,17 @@ def test_auth_missing_wrong_right(tmp_path: Path) -> None:
         assert TOKEN not in cookie
         assert srv.call("GET", "/v1/jobs", token="", headers={"Cookie": cookie})[0] == 200
         srv.call("GET", "/v1/jobs", token="wrong-token-attempt-123")
+        job = submit(
+            srv, {"recipe": "card-transactions", "n": 10, "overrides": {"locale": "de_DE"}}
+        )
+        done = srv.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"))
+        assert done["status"] == "succeeded" and done["settings"] == {"locale": "de_DE"}
     finally:
         srv.stop()
     assert TOKEN not in srv.log()
+    for path in (tmp_path / "state").rglob("*"):  # job logs, run dirs, the job store
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
 
 
 @pytest.mark.parametrize(("host", "token"), [("0.0.0.0", None), ("::", None), ("0.0.0.0", "short")])
@@ -241,7 +249,7 @@ def test_concurrent_job_limit_answers_429(tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_job_then_restart_completes_exactly_n(tmp_path: Path) -> None:
-    n = 6000
+    n = 10_000
     state = tmp_path / "state"
     first = Server(state).start()
     job = submit(first, {"recipe": "card-transactions", "n": n, "seed": 5})

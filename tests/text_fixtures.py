@@ -99,3 +99,25 @@ def user_part(messages: list[dict[str, Any]], after: str) -> str:
     user = next(m["content"] for m in messages if m["role"] == "user")
     rest = user.split(after, 1)[1]
     return rest.rsplit("\n\n", 1)[0].strip() if "\n\n" in rest.strip() else rest.strip()
+
+
+def run_recipe_on_local_model(
+    name: str, tmp_path: Path, monkeypatch: Any, *, n: int, **kw: Any
+) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """One small run of a shipped recipe on the embedded model, with a fresh response
+    cache (so the model really runs). Returns (result, manifest, reject lines)."""
+    import json
+
+    from synth import api
+
+    monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
+    out = tmp_path / "run"
+    result = asyncio.run(api.run(ROOT / "recipes" / f"{name}.yaml", n=n, seed=1, out=out, **kw))
+    manifest = json.loads((out / "manifest.json").read_text())
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    for r in rejects:
+        assert r["meta"]["reject_reason"], r  # every reject says why
+        assert r["meta"]["verdicts"][-1]["ok"] is False
+    assert manifest["counts"]["kept"] == result.kept
+    assert manifest["counts"]["rejected"] == len(rejects)
+    return result, manifest, rejects

@@ -87,7 +87,8 @@ async def _serve(config: Any) -> None:
 
     from aiohttp import web
 
-    from synth.service import QuietAccessLogger, create_app
+    from synth.service import create_app
+    from synth.webauth import QuietAccessLogger
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from synth.context import Context, rng_for
@@ -26,7 +27,7 @@ from synth.judging import (
     prefer_by_scores,
     rubric_from,
 )
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failure_reason, lineage
+from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_failure
 from synth.records import Record, child_id, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
@@ -125,18 +126,21 @@ def instructions(
                     )
                     calls.append(call)
             except RECORD_FAILURES as exc:
-                ctx.stats[f"instructions_failed_{failure_reason(exc)}"] += 1
-                return []
+                data, error = {}, step_failure(ctx, "instructions", exc)
+            else:
+                error = {}
             meta = {
                 "index": i,
                 "generator": "instructions",
                 "instruct": {"topic": topic, "kind": kind},
                 "llm_calls": calls,
+                **({"error": error} if error else {}),
             }
             return [Record(record_id(ctx.recipe_hash, ctx.seed, i), data, meta)]
 
-        async for r in flat_ordered_map(indices(), make, concurrency):
-            yield r
+        async with aclosing(flat_ordered_map(indices(), make, concurrency)) as stream:
+            async for r in stream:
+                yield r
 
     return run
 
@@ -179,13 +183,13 @@ def respond(
                     max_tokens=max_tokens,
                 )
             except RECORD_FAILURES as exc:
-                ctx.stats[f"respond_failed_{failure_reason(exc)}"] += 1
-                return []
+                return [r.evolve(error=step_failure(ctx, "respond", exc))]
             calls = [*r.meta.get("llm_calls", []), call]
             return [r.evolve(data={**r.data, to: text}, llm_calls=calls)]
 
-        async for r in flat_ordered_map(records, one, concurrency):
-            yield r
+        async with aclosing(flat_ordered_map(records, one, concurrency)) as stream:
+            async for r in stream:
+                yield r
 
     return run
 
@@ -267,17 +271,28 @@ def preference(
                 if judge == "pointwise":
                     rb = load_rubric(rubric, ctx.base_dir)
                     pref = await prefer_by_scores(
-                        ctx, rb, prompt_text, a, b, min_margin=min_margin, model=judge_model,
+                        ctx,
+                        rb,
+                        prompt_text,
+                        a,
+                        b,
+                        min_margin=min_margin,
+                        model=judge_model,
                         **judging,
-                    )  # fmt: skip
+                    )
                 else:
                     pref = await prefer(
-                        ctx, prompt_text, a, b, model=judge_model, template=judge_template,
+                        ctx,
+                        prompt_text,
+                        a,
+                        b,
+                        model=judge_model,
+                        template=judge_template,
                         **judging,
-                    )  # fmt: skip
+                    )
             except RECORD_FAILURES as exc:
-                ctx.stats[f"preference_failed_{failure_reason(exc)}"] += 1
-                return []
+                meta = {**r.meta, "parents": [r.id], "error": step_failure(ctx, "preference", exc)}
+                return [Record(child_id(r, "preference"), {"prompt": prompt_text}, meta)]
             chosen, rejected = (b, a) if pref.winner == 1 else (a, b)
             info = {
                 "pair": pair_hash(prompt_text, chosen, rejected),
@@ -303,8 +318,9 @@ def preference(
             }
             return [Record(child_id(r, "preference"), data, meta)]
 
-        async for rec in flat_ordered_map(records, one, concurrency):
-            yield rec
+        async with aclosing(flat_ordered_map(records, one, concurrency)) as stream:
+            async for rec in stream:
+                yield rec
 
     return run
 
@@ -350,15 +366,15 @@ def reward(
             try:
                 j = await judge(ctx, rb, shown, model=model, template=template, **params)
             except RECORD_FAILURES as exc:
-                ctx.stats[f"reward_failed_{failure_reason(exc)}"] += 1
-                return None
+                return r.evolve(error=step_failure(ctx, "reward", exc))
             data = {**shown, "score": j.score}
             judgements = [*r.meta.get("judgements", []), j.summary()]
             calls = [*r.meta.get("llm_calls", []), j.call]
             return r.evolve(data=data, judgements=judgements, llm_calls=calls)
 
-        async for rec in ordered_map(records, one, concurrency):
-            if rec is not None:
-                yield rec
+        async with aclosing(ordered_map(records, one, concurrency)) as stream:
+            async for rec in stream:
+                if rec is not None:
+                    yield rec
 
     return run

@@ -10,6 +10,7 @@ at depths cycling through `depths`. The chunk's span and achieved depth go into
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from synth.chunking import (
     whole_document,
 )
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, complete, failure_reason, lineage, parsed
+from synth.llmcalls import RECORD_FAILURES, complete, lineage, parsed, step_failure
 from synth.records import Record, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
@@ -140,8 +141,14 @@ def longqa(
                     n_index=c // len(chunks),
                 )
             except RECORD_FAILURES as exc:
-                ctx.stats[f"longqa_failed_{failure_reason(exc)}"] += 1
-                return []
+                i = max(c * q, ctx.start_index)
+                meta = {
+                    "index": i,
+                    "generator": "longqa",
+                    "longqa": {"document": doc.name, "chunk": ch.index},
+                    "error": step_failure(ctx, "longqa", exc),
+                }
+                return [Record(record_id(ctx.recipe_hash, ctx.seed, i), {}, meta)]
             items = (parsed(comp) or {}).get("qa") or []
             call = lineage(comp)
             out, seen = [], set()
@@ -171,8 +178,9 @@ def longqa(
                 out.append(Record(record_id(ctx.recipe_hash, ctx.seed, i), data, meta))
             return out
 
-        async for r in flat_ordered_map(ordinals(), make, concurrency):
-            yield r
+        async with aclosing(flat_ordered_map(ordinals(), make, concurrency)) as stream:
+            async for r in stream:
+                yield r
 
     return run
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failure_reason, lineage
+from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_failure
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
@@ -77,6 +78,7 @@ def paraphrase(
             rng = rng_for(ctx.seed, "paraphrase", parent.id, j)
             chosen = {dim: rng.choice(options) for dim, options in sorted(dims.items())}
             data, originals, calls = dict(parent.data), {}, []
+            error = None
             for name in targets:
                 text = parent.data.get(name)
                 if not isinstance(text, str) or not text.strip():
@@ -94,8 +96,8 @@ def paraphrase(
                         n_index=j,
                     )
                 except RECORD_FAILURES as exc:
-                    ctx.stats[f"paraphrase_failed_{failure_reason(exc)}"] += 1
-                    return None
+                    error = step_failure(ctx, "paraphrase", exc)
+                    break
                 data[name] = clean_text(getattr(c, "text", "") or "")
                 originals[name] = text
                 calls.append(lineage(c))
@@ -105,6 +107,7 @@ def paraphrase(
                 "originals": {**parent.meta.get("originals", {}), **originals},
                 "paraphrase": {"k": j, "fields": targets, "variety": chosen},
                 "llm_calls": [*parent.meta.get("llm_calls", []), *calls],
+                **({"error": error} if error else {}),
             }
             return Record(child_id(parent, "paraphrase", j), data, meta)
 
@@ -112,8 +115,9 @@ def paraphrase(
             made = await asyncio.gather(*(child(parent, j) for j in range(k)))
             return [r for r in made if r is not None]
 
-        async for r in flat_ordered_map(records, children, concurrency):
-            yield r
+        async with aclosing(flat_ordered_map(records, children, concurrency)) as stream:
+            async for r in stream:
+                yield r
 
     return run
 

@@ -105,7 +105,10 @@ def make_judge(
             ctx.stats[f"{label}_panel_{'agree' if agreement == 1.0 else 'disagree'}"] += 1
         ctx.stats[f"{label}_score_{round(score)}"] += 1
         detail = _describe(results, score, rb.threshold, agreement)
-        return Verdict(ok, score, "" if ok else "judge_low_score", detail)
+        info = {"judgements": [j.summary() for j in results], "threshold": rb.threshold}
+        if len(results) > 1:
+            info["agreement"] = round(agreement, 4)
+        return Verdict(ok, score, "" if ok else "judge_low_score", detail, info)
 
     return check
 
@@ -170,7 +173,8 @@ def make_ask_llm(
         ctx.stats[f"{label}_score_{min(9, int(yn.score * 10))}"] += 1
         ok = yn.score >= threshold
         detail = f"P(yes)={yn.score:.3f} by {yn.method} (threshold {threshold})"
-        return Verdict(ok, round(yn.score, 4), "" if ok else "ask_llm_no", detail)
+        info = {"p_yes": round(yn.score, 4), "method": yn.method}
+        return Verdict(ok, round(yn.score, 4), "" if ok else "ask_llm_no", detail, info)
 
     return check
 

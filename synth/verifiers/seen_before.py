@@ -13,6 +13,7 @@ history and the engine's resume stays valid.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ SCHEMA = {
     "additionalProperties": False,
     "required": ["history"],
     "properties": {
-        "history": {"type": "string", "description": "folder of <YYYY-MM-DD>.npy digest files"},
+        "history": {
+            "type": "string",
+            "description": "folder of <YYYY-MM-DD>.npy digest files (relative: to the run dir)",
+        },
         "before": {
             "type": "string",
             "pattern": r"^\d{4}-\d{2}-\d{2}$",
@@ -86,19 +90,27 @@ def seen_before(*, history: str, before: str | None = None) -> Verifier:
     """Reject records (by id or normalized content) produced on earlier nights."""
     import numpy as np
 
-    known = load_history(Path(history), before)
+    loaded: list[asyncio.Task[Any]] = []
 
-    def member(d: int) -> bool:
+    def member(known: Any, d: int) -> bool:
         if not known.size:
             return False
         i = int(np.searchsorted(known, np.uint64(d)))
         return i < known.size and int(known[i]) == d
 
     async def check(record: Record, ctx: Context) -> Verdict:
+        if not loaded:
+            # A relative `history` is taken from the run directory, so the recipe (and its
+            # hash, which resume checks) does not depend on where the batch was started.
+            folder = Path(history)
+            if not folder.is_absolute() and ctx.run_dir is not None:
+                folder = ctx.run_dir / folder
+            loaded.append(asyncio.ensure_future(asyncio.to_thread(load_history, folder, before)))
+        known = await loaded[0]
         by_id, by_content = digests_of(record)
-        if member(by_id):
+        if member(known, by_id):
             return Verdict(False, 0.0, "seen_before", "same id as a record of an earlier night")
-        if member(by_content):
+        if member(known, by_content):
             return Verdict(
                 False, 0.0, "seen_before", "same content as a record of an earlier night"
             )
