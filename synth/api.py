@@ -3,6 +3,8 @@ yields passing records without writing anything. The CLI is a thin layer over th
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ class RunResult:
     resumed: bool = False
     already_done: bool = False  # the directory held this finished run; nothing was done
     resumed_from: dict[str, Any] = field(default_factory=dict)
+    monitor: dict[str, Any] | None = None  # the recipe's `monitor:` report, if it has one
+    mix: dict[str, Any] | None = None  # the recipe's `mix:` report, if it has one
 
     @property
     def kept(self) -> int:
@@ -115,7 +119,7 @@ async def run(
     state = top.open(_base_manifest(rec, seed=seed, n=n, budget=budget, workers=workers))
     try:
         if workers == 1 and exe.in_process:
-            return await _run_one(
+            result = await _run_one(
                 rec,
                 plan[0],
                 top,
@@ -125,14 +129,38 @@ async def run(
                 no_cache=no_cache,
                 on_progress=on_progress,
             )
-        if state.finished:
-            return RunResult(out_dir, state.manifest, True, True)
-        manifest = await exe.run(
-            payload, plan, top, elapsed_before=state.elapsed, on_progress=on_progress
-        )
-        return RunResult(out_dir, manifest, resumed=state.resumed)
+        elif state.finished:
+            result = RunResult(out_dir, state.manifest, True, True)
+        else:
+            manifest = await exe.run(
+                payload, plan, top, elapsed_before=state.elapsed, on_progress=on_progress
+            )
+            result = RunResult(out_dir, manifest, resumed=state.resumed)
     finally:
         top.close()
+    return await _after_run(rec, result, seed=seed)
+
+
+async def _after_run(rec: Recipe, result: RunResult, *, seed: int) -> RunResult:
+    """A recipe's `monitor:` then `mix:` sections, on a finished run. A batch the monitor
+    fails is not mixed (the mixer refuses `fail` batches); the reports sit in the run dir."""
+    if result.stop_reason != "done" or not (rec.monitor or rec.mix):
+        return result
+    if rec.monitor:
+        from .monitor import monitor_from_config
+
+        report = await asyncio.to_thread(
+            monitor_from_config, rec.monitor, result.out, base_dir=rec.base_dir, seed=seed
+        )
+        result = dataclasses.replace(result, monitor=report)
+    if rec.mix and (result.monitor or {}).get("status") != "fail":
+        from .mixer import mix_from_config
+
+        report = await asyncio.to_thread(
+            mix_from_config, rec.mix, result.out, base_dir=rec.base_dir, seed=seed
+        )
+        result = dataclasses.replace(result, mix=report)
+    return result
 
 
 async def stream(

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from text_fixtures import (
+    ROOT,
     check,
     local_model_missing,
     make_ctx,
@@ -208,3 +210,76 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         "paraphrase-meaning",
     ]
     assert manifest["llm"]["calls"] >= 2 * result.kept
+
+
+# --------------------------------------------------------------------------- the stub
+
+
+def stub_model(request: dict[str, Any]) -> str:
+    """The loopback stub as a model: judge calls get scores (low when the paraphrase lost
+    the order number), paraphrase calls a rewrite, or a copy for one ticket in three."""
+    messages = request["messages"]
+    system = messages[0]["content"]
+    user = messages[-1]["content"]
+    if "evaluator" in system:
+        lost = (
+            "NB-" in user.split('"original"')[1].split('"paraphrase"')[0]
+            and "NB-" not in (user.split('"paraphrase"')[1])
+        )
+        score = 2 if lost else 5
+        return json.dumps(
+            {"meaning": score, "fluency": 5, "reason": "order number lost" if lost else "ok"}
+        )
+    if sum(map(ord, user)) % 3 == 0:
+        return user
+    return "In other words: " + " ".join(
+        w for w in reversed(user.split()) if not w.startswith("NB-")
+    )
+
+
+def test_recipe_through_the_engine_and_client_against_the_stub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import synth
+    from synth.testing import StubServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
+    recipe = {
+        "model": "openai/stub",
+        "concurrency": 4,
+        "steps": [
+            {"use": "faker", "template": "support-tickets"},
+            {"use": "paraphrase", "fields": ["body"], "k": 1},
+        ],
+        "verify": [
+            {"use": "paraphrase-novelty", "field": "body"},
+            {
+                "use": "paraphrase-meaning",
+                "show": {"original": "meta.originals.body", "paraphrase": "data.body"},
+            },
+        ],
+    }
+
+    async def main() -> Any:
+        async with StubServer(answer=stub_model) as stub:
+            monkeypatch.setenv("OPENAI_API_BASE", stub.url)
+            from synth.recipe import from_dict
+
+            return await synth.run(from_dict(recipe, base_dir=ROOT), n=12, out=tmp_path / "out")
+
+    result = asyncio.run(main())
+    m = result.manifest
+    reasons = m["counts"]["rejected_by_reason"]
+    assert result.kept == 12 and reasons.get("near_copy", 0) >= 1
+    rejects = [json.loads(x) for x in result.rejects_path.read_text().splitlines()]
+    assert {r["meta"]["reject_reason"] for r in rejects} <= {"near_copy", "judge_low_score"}
+    # copies never reached the judge: judge calls = records that passed novelty
+    assert m["stats"]["judge_calls"] == m["counts"]["generated"] - reasons["near_copy"]
+    assert (
+        sum(v for k, v in m["stats"].items() if k.startswith("paraphrase_meaning_score_"))
+        == (m["stats"]["judge_calls"])
+    )
+    for r in result.records():
+        assert r.meta["llm_calls"][0]["model"] == "openai/stub"
+        assert r.meta["verdicts"][1]["info"]["judgements"][0]["scores"]["meaning"] == 5.0
