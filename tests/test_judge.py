@@ -23,7 +23,8 @@ from text_fixtures import (
 )
 
 from synth.errors import LLMResponseError
-from synth.judging import encode_data, prefer, yes_probability
+from synth.judging import encode_data, yes_probability
+from synth.pairwise import prefer
 from synth.recipe import from_dict
 from synth.records import Record, read_jsonl
 from synth.testing import ScriptedLLM

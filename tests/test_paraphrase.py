@@ -266,20 +266,20 @@ def test_recipe_through_the_engine_and_client_against_the_stub(
             monkeypatch.setenv("OPENAI_API_BASE", stub.url)
             from synth.recipe import from_dict
 
-            return await synth.run(from_dict(recipe, base_dir=ROOT), n=12, out=tmp_path / "out")
+            return await synth.run(from_dict(recipe, base_dir=ROOT), n=8, out=tmp_path / "out")
 
     result = asyncio.run(main())
     m = result.manifest
     reasons = m["counts"]["rejected_by_reason"]
-    assert result.kept == 12 and reasons.get("near_copy", 0) >= 1
+    assert result.kept == 8 and reasons.get("near_copy", 0) >= 1
     rejects = [json.loads(x) for x in result.rejects_path.read_text().splitlines()]
     assert {r["meta"]["reject_reason"] for r in rejects} <= {"near_copy", "judge_low_score"}
-    # copies never reached the judge: judge calls = records that passed novelty
-    assert m["stats"]["judge_calls"] == m["counts"]["generated"] - reasons["near_copy"]
-    assert (
-        sum(v for k, v in m["stats"].items() if k.startswith("paraphrase_meaning_score_"))
-        == (m["stats"]["judge_calls"])
-    )
+    # copies never reached the judge: one judge call per record that passed novelty (plus
+    # the few still in flight when the run stopped, which are not counted as generated)
+    judged = m["counts"]["generated"] - reasons["near_copy"]
+    assert judged <= m["stats"]["judge_calls"] <= judged + recipe["concurrency"]
+    histogram = {k: v for k, v in m["stats"].items() if k.startswith("paraphrase_meaning_score_")}
+    assert sum(histogram.values()) >= result.kept + reasons.get("judge_low_score", 0)
     for r in result.records():
         assert r.meta["llm_calls"][0]["model"] == "openai/stub"
-        assert r.meta["verdicts"][1]["info"]["judgements"][0]["scores"]["meaning"] == 5.0
+        assert r.meta["verdicts"][1]["info"]["judgements"][0]["scores"]["fluency"] == 5.0

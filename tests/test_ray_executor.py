@@ -161,7 +161,7 @@ def test_a_restarted_run_redoes_only_the_unfinished_shards(cluster: Path, tmp_pa
 def test_llm_shards_share_one_rpm_budget_and_one_cache(
     cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The stub allows 8 requests/s (4 per 0.5 s window). The run's limit is 5/s for all
+    # The stub allows 8 requests/s (16 per 2 s window). The run's limit is 5/s for all
     # shards together (room for scheduling jitter on a busy machine); two shards pacing
     # themselves at 5/s each would send 10/s.
     monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
@@ -170,7 +170,7 @@ def test_llm_shards_share_one_rpm_budget_and_one_cache(
     recipe["steps"].append({"use": "test_ask"})
 
     async def main() -> tuple[synth.RunResult, dict[str, Any], synth.RunResult, dict[str, Any]]:
-        async with StubServer(rpm=480, rpm_window=0.5) as stub:
+        async with StubServer(rpm=480, rpm_window=2.0) as stub:
             monkeypatch.setenv("OPENAI_API_BASE", stub.url)
             first = await synth.run(
                 recipe, n=30, seed=13, out=tmp_path / "a", executor="ray", shards=2

@@ -10,7 +10,7 @@ import os
 import pkgutil
 import sys
 
-from ..errors import SynthError
+from synth.errors import SynthError
 
 
 def build_parser() -> argparse.ArgumentParser:

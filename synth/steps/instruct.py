@@ -23,11 +23,10 @@ from synth.judging import (
     Rubric,
     judge,
     load_rubric,
-    prefer,
-    prefer_by_scores,
     rubric_from,
 )
 from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_failure
+from synth.pairwise import prefer, prefer_by_scores
 from synth.records import Record, child_id, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
@@ -70,6 +69,7 @@ async def _text_call(
             "instruction_template": {"type": "string", "default": "instruction-gen"},
             "response_template": {"type": "string", "default": "respond"},
             "response_temperature": {"type": "number", "minimum": 0},
+            "response_max_tokens": {"type": "integer", "minimum": 1},
         },
         "required": ["topics"],
         "additionalProperties": False,
@@ -86,6 +86,7 @@ def instructions(
     temperature: float = 1.0,
     response_temperature: float | None = None,
     max_tokens: int = 256,
+    response_max_tokens: int | None = None,
     concurrency: int = 8,
 ) -> Any:
     """Source of (instruction, response) records from topics x kinds (Self-Instruct style)."""
@@ -122,7 +123,7 @@ def instructions(
                         {"instruction": instruction},
                         model=model,
                         temperature=t,
-                        max_tokens=max_tokens,
+                        max_tokens=response_max_tokens or max_tokens,
                     )
                     calls.append(call)
             except RECORD_FAILURES as exc:

@@ -22,10 +22,10 @@ from synth.judging import (
     judge,
     load_rubric,
     panel_verdict,
-    prefer,
     rubric_from,
 )
 from synth.llmcalls import RECORD_FAILURES
+from synth.pairwise import prefer
 from synth.records import Record, content_hash
 from synth.registry import verifier
 
