@@ -283,8 +283,13 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         tmp_path,
         monkeypatch,
         n=2,
-        settings={"context_tokens": 1500},
-        max_attempts=12,
+        settings={
+            "context_tokens": 1500,
+            "questions_per_chunk": 1,
+            "chunk_tokens": 120,
+            "max_tokens": 100,
+        },
+        max_attempts=16,  # the 135M model writes a usable, grounded QA about 1 time in 10
     )
     assert result.kept >= 1, manifest["counts"]
     for r in read_jsonl(result.data_path):
