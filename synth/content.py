@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from .errors import ConfigError
 KINDS = ("recipes", "templates", "verifiers")
 
 _BASE_DIR: ContextVar[Path | None] = ContextVar("synth_base_dir", default=None)
+_USED: ContextVar[set[Path] | None] = ContextVar("synth_used_files", default=None)
 
 
 @contextmanager
@@ -32,6 +34,37 @@ def building_from(base_dir: Path) -> Iterator[None]:
 def building_base_dir() -> Path | None:
     """The project folder of the recipe whose factories are running, if one is."""
     return _BASE_DIR.get()
+
+
+@contextmanager
+def recording_used() -> Iterator[set[Path]]:
+    """Collect the content files (templates, prompts, named verifiers, schema files) found
+    while a recipe builds, so its hash can cover them: editing a template then resuming
+    must not mix records of two versions in one run directory."""
+    used: set[Path] = set()
+    token = _USED.set(used)
+    try:
+        yield used
+    finally:
+        _USED.reset(token)
+
+
+def note_used(path: Path) -> None:
+    """Record a content file a recipe depends on (a no-op outside `recording_used`)."""
+    used = _USED.get()
+    if used is not None:
+        used.add(path.resolve())
+
+
+def digests(files: set[Path], base_dir: Path) -> dict[str, str]:
+    """sha256 of each file's bytes, keyed by its path relative to the project (so moving
+    the project folder keeps the hash) or, for files shipped with synth, to the package."""
+    roots = (base_dir.resolve(), Path(__file__).resolve().parent)
+    out = {}
+    for f in sorted(files):
+        key = next((str(f.relative_to(r)) for r in roots if f.is_relative_to(r)), str(f))
+        out[key] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
 
 
 def project_root(recipe_file: str | Path) -> Path:
@@ -60,6 +93,7 @@ def resolve(
         candidates += [root / kind / f"{ref}{s}" for s in suffixes]
     for c in candidates:
         if c.is_file():
+            note_used(c)
             return c
     known = sorted({p.stem for root in (base_dir, Path.cwd()) for p in _listing(root / kind)})
     raise ConfigError(

@@ -8,6 +8,7 @@ one run into the next."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -228,8 +229,14 @@ def from_dict(
         overrides=overrides,
         needs_llm=bool(resolved.get("model")) or any(_uses_llm(s) for s in (*steps, *chain)),
     )
-    # Factories check what a schema cannot (an unknown Faker provider, a bad expression).
-    recipe._prebuilt.append(recipe.instantiate())
+    # Factories check what a schema cannot (an unknown Faker provider, a bad expression),
+    # and load the content files the hash must cover.
+    with content.recording_used() as used:
+        built = recipe.instantiate()
+    if used:
+        files = content.digests(used, base)
+        recipe = dataclasses.replace(recipe, hash=content_hash([recipe.hash, files]))
+    recipe._prebuilt.append(built)
     return recipe
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .content import resolve
+from .content import building_base_dir, note_used, resolve
 from .errors import ConfigError
 
 # Where the built-in prompts live when a recipe's own project has no `templates/prompts/`.
@@ -53,6 +53,17 @@ class Prompt:
             ) from exc
 
 
+def check_prompts(*names: str | None) -> None:
+    """Called by a step or verifier factory while its recipe loads: load the prompts it
+    will use, so a missing or broken prompt fails `synth validate` rather than a run,
+    and the recipe hash covers the prompt files. A no-op outside a recipe load."""
+    base = building_base_dir()
+    if base is not None:
+        for name in names:
+            if name is not None:
+                load_prompt(name, base)
+
+
 def load_prompt(name: str, base_dir: Path) -> Prompt:
     """`name` (looked up as `templates/prompts/<name>.j2`) or a path to a `.j2` file."""
     ref = name if name.endswith(".j2") else f"prompts/{name}"
@@ -63,6 +74,7 @@ def load_prompt(name: str, base_dir: Path) -> Prompt:
         if not builtin.is_file():
             raise
         path = builtin
+        note_used(path)
     return _load(path.resolve())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -150,3 +151,27 @@ def test_a_factory_that_rejects_its_config_is_reported_at_the_step() -> None:
     with pytest.raises(ConfigError) as err:
         from_dict({"steps": [{"use": "test_counter"}, {"use": "test_fanout", "kk": 2}]})
     assert err.value.path == "$.steps[1]" and "kk" in err.value.message
+
+
+def test_template_and_prompt_contents_are_part_of_the_hash(tmp_path: Path) -> None:
+    """Editing a template (or a prompt) must not resume into records of the old version;
+    moving the whole project folder keeps the hash."""
+    root = Path(__file__).resolve().parent.parent
+    project = tmp_path / "a"
+    for kind in ("recipes", "templates"):
+        shutil.copytree(root / kind, project / kind)
+    recipe = project / "recipes" / "card-transactions.yaml"
+    before = load(recipe).hash
+    moved = tmp_path / "b"
+    shutil.copytree(project, moved)
+    assert load(moved / "recipes" / "card-transactions.yaml").hash == before
+
+    template = project / "templates" / "card-transactions.yaml"
+    template.write_text(template.read_text() + "\n# an edit\n")
+    assert load(recipe).hash != before
+
+    prompt = project / "templates" / "prompts" / "paraphrase.j2"
+    paraphrase = project / "recipes" / "paraphrase-support-tickets.yaml"
+    ph = load(paraphrase).hash
+    prompt.write_text(prompt.read_text() + "\n")
+    assert load(paraphrase).hash != ph

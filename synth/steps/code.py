@@ -17,12 +17,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-from synth.content import load_yaml, resolve
+from synth.content import building_base_dir, load_yaml, resolve
 from synth.context import Context, rng_for
 from synth.llmcalls import RECORD_FAILURES, failure_reason
 from synth.records import Record, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
+from synth.templating import check_prompts
 
 from ._code import SAMPLING_SCHEMA, SANDBOX_SCHEMA, Runner, ask, extract_code, language_of
 from ._code import results as run_results
@@ -116,6 +117,10 @@ def code_problems(
 ) -> Any:
     """Source of programming problems from seed topics x concepts x difficulties (deduplicated)."""
     lang = language_of(language)
+    base = building_base_dir()
+    if isinstance(topics, str) and base is not None:
+        resolve("templates", topics, base)  # a wrong name fails at load, not mid-run
+    check_prompts(template)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         pool, file_diffs = load_topics(topics, ctx)
@@ -182,6 +187,8 @@ def _derive_step(name: str, template: str, field: str, doc: str, **defaults: Any
         max_tokens: int = defaults["max_tokens"],
         concurrency: int = 8,
     ) -> Any:
+        check_prompts(template)
+
         async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
             async def one(r: Record) -> list[Record]:
                 lang = language_of(r.data.get("language"))
@@ -255,6 +262,7 @@ def code_run(
     concurrency: int = 8,
 ) -> Any:
     """Run each record's tests in the sandbox; on failure ask for a fix, up to fix_rounds times."""
+    check_prompts(template)
     runner = Runner(sandbox)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:

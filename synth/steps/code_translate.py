@@ -23,6 +23,7 @@ from synth.llmcalls import RECORD_FAILURES, clean_text, failure_reason
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
+from synth.templating import check_prompts
 
 from ._code import (
     SAMPLING_SCHEMA,
@@ -71,6 +72,7 @@ def code_translate(
     concurrency: int = 4,
 ) -> Any:
     """Translate passing solutions and their tests to other languages, run them there."""
+    check_prompts(template, fix_template)
     targets = [language_of(x) for x in languages]
     runner = Runner(sandbox)
 
@@ -195,6 +197,7 @@ def code_explain(
     concurrency: int = 8,
 ) -> Any:
     """Explain each solution in prose, then verify it by regenerating the code from it."""
+    check_prompts(template, back_template)
     runner = Runner(sandbox)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:

@@ -30,7 +30,7 @@ from synth.pairwise import prefer, prefer_by_scores
 from synth.records import Record, child_id, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
-from synth.templating import load_prompt
+from synth.templating import check_prompts, load_prompt
 from synth.verifiers.judge import pair_hash
 
 _SAMPLING = {
@@ -90,6 +90,7 @@ def instructions(
     concurrency: int = 8,
 ) -> Any:
     """Source of (instruction, response) records from topics x kinds (Self-Instruct style)."""
+    check_prompts(instruction_template, response_template if respond else None)
     kinds = kinds or DEFAULT_KINDS
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
@@ -171,6 +172,7 @@ def respond(
     concurrency: int = 8,
 ) -> Any:
     """Add a model response to each record's instruction."""
+    check_prompts(template)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> list[Record]:
@@ -245,6 +247,7 @@ def preference(
     concurrency: int = 8,
 ) -> Any:
     """(prompt, chosen, rejected) from two sampled responses judged pairwise, both orders."""
+    check_prompts(template, judge_template)
     temps = temperatures or ([temperature, temperature] if temperature is not None else [0.3, 1.0])
     pair_models = models or [model, model]  # type: ignore[list-item]
     judging: dict[str, Any] = {"temperature": judge_temperature}
@@ -354,6 +357,7 @@ def reward(
     **rubric_config: Any,
 ) -> Any:
     """((instruction, response), score): a rubric judge's score as the reward label."""
+    check_prompts(template)
     inline = rubric_from(rubric_config) if rubric is None else None
     params: dict[str, Any] = {"temperature": temperature}
     if max_tokens:

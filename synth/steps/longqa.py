@@ -29,7 +29,7 @@ from synth.llmcalls import RECORD_FAILURES, complete, lineage, parsed, step_fail
 from synth.records import Record, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
-from synth.templating import load_prompt
+from synth.templating import check_prompts, load_prompt
 from synth.textsim import normalize
 
 SCHEMA: dict[str, Any] = {
@@ -100,6 +100,7 @@ def longqa(
     """Long-context QA: chunk documents, generate grounded QA, place chunks at depths."""
     q = questions_per_chunk
     depth_cycle = list(depths or [0.0, 0.25, 0.5, 0.75, 1.0])
+    check_prompts(template)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         docs = load_documents(_locate(input, ctx.base_dir), text_field=text_field)

@@ -19,7 +19,7 @@ from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
-from synth.templating import load_prompt
+from synth.templating import check_prompts, load_prompt
 
 DEFAULT_VARIETY: dict[str, list[str]] = {
     "style": ["plain", "formal", "casual", "concise", "detailed"],
@@ -70,6 +70,7 @@ def paraphrase(
     """k paraphrases per record with controllable variety; labels carried over unchanged."""
     targets = list(fields or ([field] if field else ["text"]))
     dims = {**DEFAULT_VARIETY, **(variety or {})}
+    check_prompts(template)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         prompt = load_prompt(template, ctx.base_dir)

@@ -27,7 +27,7 @@ from synth.llmcalls import RECORD_FAILURES, complete, failure_reason, lineage
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
-from synth.templating import Prompt, load_prompt
+from synth.templating import Prompt, check_prompts, load_prompt
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -82,6 +82,7 @@ def prompt(
             fix="keep one of the two",
         )
     inline = None if prompt is None else _inline(prompt, "prompt")
+    check_prompts(template)
     system_prompt = None if system is None else _inline(system, "system")
     want = schema if schema is not None else ({} if json else None)
     sampling: dict[str, Any] = {

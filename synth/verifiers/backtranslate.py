@@ -20,7 +20,7 @@ from synth.context import Context
 from synth.llmcalls import RECORD_FAILURES, clean_text, complete
 from synth.records import Record
 from synth.registry import verifier
-from synth.templating import load_prompt
+from synth.templating import check_prompts, load_prompt
 
 from ._fields import get_path
 
@@ -76,6 +76,8 @@ def backtranslate(
     """Round trip (pivot language, or response -> instruction) scored with chrF."""
     cutoff = DEFAULT_THRESHOLD[mode] if threshold is None else threshold
     params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    default = "instruction-from-response" if mode == "instruction" else "translate"
+    check_prompts(template or default)
 
     async def ask(ctx: Context, name: str, **variables: Any) -> str:
         prompt = load_prompt(name, ctx.base_dir)
@@ -89,7 +91,7 @@ def backtranslate(
             if not _text(original) or not _text(resp):
                 return Verdict(False, None, "missing_field", f"need {instruction} and {response}")
             try:
-                back = await ask(ctx, template or "instruction-from-response", response=resp)
+                back = await ask(ctx, template or default, response=resp)
             except RECORD_FAILURES as exc:
                 return Verdict(False, None, "backtranslate_error", f"{type(exc).__name__}: {exc}")
         else:
@@ -97,7 +99,7 @@ def backtranslate(
             original = get_path(record, reference) if reference else text
             if not _text(text) or not _text(original):
                 return Verdict(False, None, "missing_field", f"{field} is empty or missing")
-            name = template or "translate"
+            name = template or default
             try:
                 there = await ask(ctx, name, text=text, source=language, target=pivot)
                 back = await ask(ctx, name, text=there, source=pivot, target=language)

@@ -13,7 +13,7 @@ from typing import Any
 from jsonschema.exceptions import relevance
 
 from synth.chain import Verdict, Verifier
-from synth.content import building_base_dir
+from synth.content import building_base_dir, note_used
 from synth.context import Context
 from synth.errors import ConfigError
 from synth.records import Record
@@ -103,6 +103,8 @@ def _schema(
         return tpl.output_schema
     assert file is not None
     path = Path(file) if Path(file).is_absolute() else base_dir / file
+    if path.is_file():
+        note_used(path)
     if path.suffix == ".json":
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))

@@ -28,6 +28,7 @@ from synth.llmcalls import RECORD_FAILURES
 from synth.pairwise import prefer
 from synth.records import Record, content_hash
 from synth.registry import verifier
+from synth.templating import check_prompts
 
 from ._fields import get_path
 
@@ -79,6 +80,7 @@ def make_judge(
     **rubric_config: Any,
 ) -> Verifier:
     """Rubric judge: 1-5 per criterion with anchored descriptions; keeps score >= threshold."""
+    check_prompts(template)
     inline = rubric_from(rubric_config) if rubric is None else None
     loaded: dict[str, Rubric] = {}
     judges = models or [model]  # type: ignore[list-item]
@@ -154,6 +156,7 @@ def make_ask_llm(
     label: str = "ask_llm",
 ) -> Verifier:
     """Ask-LLM: "is this informative for training?" scored as P(yes); keeps >= threshold."""
+    check_prompts(template)
     params: dict[str, Any] = {"temperature": temperature}
     if max_tokens:
         params["max_tokens"] = max_tokens
@@ -214,6 +217,7 @@ def make_pairwise(
     label: str = "pairwise",
 ) -> Verifier:
     """Preference pairs: the judge must prefer `chosen` in both orders (swap-consistent)."""
+    check_prompts(template)
     params: dict[str, Any] = {"temperature": temperature}
     if max_tokens:
         params["max_tokens"] = max_tokens
