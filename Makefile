@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
-	$(UV) pip sync --python $(BIN)/python requirements.lock
+	$(UV) pip sync --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	touch $@
 

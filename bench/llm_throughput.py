@@ -191,34 +191,34 @@ def help_startup(repeats: int = 7) -> tuple[float, float]:
     return best([synth, "--help"]), best([PY, "-c", "pass"])
 
 
-def local_tokens_per_s(prompts: int) -> tuple[float, float, float] | None:
-    """(synth tokens/s, llama-cpp-python direct tokens/s, share of synth's call time spent
-    inside llama.cpp). The last is immune to other load on the machine: it measures what
-    synth adds around each generation (litellm, the client, the thread hop)."""
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError:
-        return None
+def _local_side(side: str, prompts: int) -> dict[str, float]:
+    """One side of the local-model comparison, in this (fresh) process: tokens/s, and for
+    synth the share of its call time spent inside llama.cpp."""
     sys.path.insert(0, str(ROOT))
     from synth import local_model
-    from synth.llm import LLMClient
 
-    try:
-        path = local_model.model_path()
-    except Exception:
-        return None
     msgs = [
         [{"role": "user", "content": f"Write two sentences about product number {i}."}]
         for i in range(prompts)
     ]
-    import llama_cpp as lc
+    if side == "direct":
+        import llama_cpp as lc
 
-    direct = lc.Llama(
-        model_path=str(path),
-        n_ctx=local_model.N_CTX,
-        n_threads=local_model.threads(),  # the same threads synth gives llama.cpp
-        verbose=False,
-    )
+        direct = lc.Llama(
+            model_path=str(local_model.model_path()),
+            n_ctx=local_model.N_CTX,
+            n_threads=local_model.threads(),  # the same threads synth gives llama.cpp
+            verbose=False,
+        )
+        direct.create_chat_completion(messages=msgs[0], max_tokens=4)  # warm, untimed
+        t, toks = time.perf_counter(), 0
+        for m in msgs:
+            r = direct.create_chat_completion(messages=m, max_tokens=64, temperature=0.0, seed=1)
+            toks += r["usage"]["completion_tokens"]
+        return {"tps": toks / (time.perf_counter() - t)}
+
+    from synth.llm import LLMClient
+
     inside = [0.0]
     model = local_model.get()
     generate = model.chat
@@ -232,39 +232,61 @@ def local_tokens_per_s(prompts: int) -> tuple[float, float, float] | None:
 
     model.chat = timed_chat  # type: ignore[method-assign]
 
-    def run_direct() -> float:
-        t, toks = time.perf_counter(), 0
-        for m in msgs:
-            r = direct.create_chat_completion(messages=m, max_tokens=64, temperature=0.0, seed=1)
-            toks += r["usage"]["completion_tokens"]
-        return toks / (time.perf_counter() - t)
-
-    async def run_synth() -> tuple[float, float]:
+    async def run() -> dict[str, float]:
         client = LLMClient(model="local/smollm2")
-        await client.complete(msgs[0], max_tokens=4)  # load the model outside the timing
+        await client.complete(msgs[0], max_tokens=4)  # warm, untimed
         inside[0] = 0.0
         t, toks = time.perf_counter(), 0
         for m in msgs:
             c = await client.complete(m, max_tokens=64, temperature=0.0, seed=1)
             toks += c.output_tokens
         wall = time.perf_counter() - t
-        return toks / wall, inside[0] / wall
+        return {"tps": toks / wall, "share": inside[0] / wall}
+
+    return asyncio.run(run())
+
+
+def local_tokens_per_s(prompts: int) -> tuple[float, float, float] | None:
+    """(synth tokens/s, llama-cpp-python direct tokens/s, share of synth's call time spent
+    inside llama.cpp). Each side runs in its own fresh process: two llama.cpp contexts
+    driven from two threads of one process slow each other down (two OpenMP teams on 2
+    cores), which would measure the bench, not synth. The share is immune to other load
+    on the machine: it measures what synth adds around each generation."""
+    try:
+        import llama_cpp  # noqa: F401
+
+        sys.path.insert(0, str(ROOT))
+        from synth import local_model
+
+        local_model.model_path()
+    except Exception:
+        return None
+
+    def side(kind: str) -> dict[str, float]:
+        out = subprocess.run(
+            [PY, __file__, "_local", kind, str(prompts)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+        return result
 
     # Alternate, and keep each side's best round: other load on the machine only ever
     # slows a round down, so the best round is the closest to what each side can do.
     direct_rounds, synth_rounds, shares = [], [], []
     for _ in range(3):
-        direct_rounds.append(run_direct())
-        tps, share = asyncio.run(run_synth())
-        synth_rounds.append(tps)
-        shares.append(share)
-    direct.close()
+        direct_rounds.append(side("direct")["tps"])
+        s = side("synth")
+        synth_rounds.append(s["tps"])
+        shares.append(s["share"])
     return max(synth_rounds), max(direct_rounds), statistics.median(shares)
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_worker":
         _worker(sys.argv[2:])
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_local":
+        print(json.dumps(_local_side(sys.argv[2], int(sys.argv[3]))))
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
