@@ -8,8 +8,8 @@ prompts the way it was trained.
 One llama.cpp context per process, used by one call at a time on one dedicated thread
 (a context is not thread-safe, and two calls would only share the same cores anyway),
 always off the event loop, and closed at exit. litellm reaches it through the custom
-provider `local/` that `synth.llm` registers (`litellm_provider`, built on the litellm module it is handed, so
-`synth.llm` stays the one module that imports litellm).
+provider `local/` that `synth.llm` registers (`litellm_provider`, built on the litellm
+module it is handed, so `synth.llm` stays the one module that imports litellm).
 """
 
 from __future__ import annotations
