@@ -45,7 +45,7 @@ lint: install
 check: lint test
 
 demo: install
-	$(BIN)/synth run recipes/demo.yaml -n 20 --seed 7 --out out/demo
+	$(BIN)/synth run recipes/demo.yaml -n 20 --seed 7 --out out/demo --force
 	$(BIN)/synth inspect out/demo/data.jsonl
 
 run: install
