@@ -5,6 +5,7 @@ loopback listener), then the pool must still judge a normal job correctly."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import resource
 import socket
@@ -134,7 +135,7 @@ def test_disk_fill_stops_at_the_job_quota() -> None:
                             fh.write(b"x" * (1 << 20))
                             total += 1 << 20
                 except OSError as exc:
-                    print("stopped", total >> 20, type(exc).__name__)
+                    print("stopped", total >> 20, exc.errno)
                     break
             return 0
             """
@@ -144,6 +145,16 @@ def test_disk_fill_stops_at_the_job_quota() -> None:
     assert "stopped" in words
     written_mb = int(words[words.index("stopped") + 1])
     assert written_mb <= SETTINGS.disk_mb  # tmpfs quota, not the host disk
+    assert int(words[words.index("stopped") + 2]) == errno.ENOSPC  # the quota, not FSIZE
+    # From outside: each jail's job directory is that size-limited tmpfs, and empty again.
+    from synth.sandbox.cgroups import server_host_pid
+
+    for slot in get_pool(SETTINGS)._slots:
+        assert slot.proc is not None
+        job = Path(f"/proc/{server_host_pid(slot.proc.pid)}/root/job")
+        fs = os.statvfs(job)
+        assert fs.f_blocks * fs.f_frsize <= SETTINGS.disk_mb << 20
+        assert not list(job.glob("w/fill*"))
     healthy()
 
 
@@ -318,6 +329,60 @@ def test_daemonised_child_is_killed_and_reaped() -> None:
     )
     assert out.ok  # the attack itself "passes": what matters is what it left behind
     assert processes_of(slot_uids()) == []
+    healthy()
+
+
+def _ipc_objects_of_the_jails() -> list[str]:
+    """System V IPC objects in each fork server's IPC namespace, listed from outside: a
+    helper process joins that namespace (setns) and reads /proc/sysvipc."""
+    import subprocess
+    import sys
+
+    from synth.sandbox.cgroups import server_host_pid
+
+    code = (
+        "import ctypes, os, sys\n"
+        "fd = os.open(f'/proc/{sys.argv[1]}/ns/ipc', os.O_RDONLY)\n"
+        "assert ctypes.CDLL(None, use_errno=True).setns(fd, 0x08000000) == 0\n"
+        "for kind in ('shm', 'sem', 'msg'):\n"
+        "    print(*open(f'/proc/sysvipc/{kind}').read().splitlines()[1:], sep='\\n')\n"
+    )
+    found = []
+    for slot in get_pool(SETTINGS)._slots:
+        assert slot.proc is not None
+        server = server_host_pid(slot.proc.pid)
+        assert server is not None
+        out = subprocess.run(
+            [sys.executable, "-I", "-c", code, str(server)], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        found += [line for line in out.stdout.splitlines() if line.strip()]
+    return found
+
+
+def test_ipc_objects_cannot_outlive_the_job() -> None:
+    # A shared memory segment is not a process: killing the job would not free it, and
+    # neither RLIMIT_AS nor the job tmpfs counts it once detached.
+    for _ in range(SETTINGS.workers):
+        out = run(
+            attack(
+                """
+                import ctypes
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.shmat.restype = ctypes.c_void_p
+                shm = libc.shmget(0, 16 << 20, 0o1600)
+                if shm >= 0:
+                    ctypes.memset(libc.shmat(shm, None, 0), 1, 16 << 20)
+                made = [shm, libc.semget(0, 1, 0o1600), libc.msgget(0, 0o1600)]
+                if hasattr(libc, "mq_open"):
+                    made.append(libc.mq_open(b"/synthq", 0o100 | 2, 0o600, None))
+                print("made", *made)
+                return 1
+                """
+            )
+        )
+        assert "made" in out.stdout and set(out.stdout.split()[1:]) == {"-1"}, out.stdout
+    assert _ipc_objects_of_the_jails() == []
     healthy()
 
 

@@ -173,6 +173,7 @@ def _facts(**over: Any) -> dict[str, Any]:
         "uid": 4242, "euid": 4242, "groups": [], "cap_eff": "0000000000000000",
         "seccomp": "2", "inet_socket": "EPERM", "pid": 2, "pids_visible": [1, 2],
         "sid_is_self": True, "stdin": "ok", "write_usr": "EROFS", "write_root": "EROFS",
+        "write_dev_shm": "EROFS", "nproc": ["uid", 0],
         "ns": {n: _own_ns(n) + "-other" for n in ("net", "pid", "ipc", "uts", "mnt")},
         "env": {"PATH": "/usr/bin", "HOME": "/job/w/home"}, "environ_readable": [],
         "job_fs_bytes": 16 << 20,
@@ -190,8 +191,11 @@ def _facts(**over: Any) -> dict[str, Any]:
         ({"cap_eff": "00000000000000e0"}, "slot uid"),
         ({"seccomp": "0", "inet_socket": "ok"}, "seccomp"),
         ({"env": {"PATH": "/usr/bin", "OPENAI_API_KEY": "x"}}, "scrubbed environment"),
-        ({"environ_readable": [1]}, "scrubbed environment"),
+        ({"environ_readable": [1]}, "other environments hidden"),
         ({"write_usr": "ok"}, "read-only system"),
+        ({"write_dev_shm": "ok"}, "read-only system"),
+        ({"nproc": ["jail", 3]}, "rlimits"),  # the limit was not raised by what counts too
+        ({"nproc": ["uid", 5]}, "rlimits"),  # a slot uid has nothing else to count
         ({"pids_visible": [1, 2, 377]}, "pid isolation + cleanup"),
         ({"job_fs_bytes": 1 << 40}, "job tmpfs quota"),
         (
@@ -220,6 +224,24 @@ def test_each_layer_fails_closed_on_what_the_probe_saw(over: dict[str, Any], bro
         la.name for la in evaluate(settings, _facts(**over), 4242) if la.required and not la.ok
     ]
     assert failed == [broken]
+
+
+def test_not_root_the_process_limit_counts_the_server_and_nothing_of_the_host() -> None:
+    from synth.sandbox import SandboxSettings
+    from synth.sandbox.layers import evaluate
+
+    settings = SandboxSettings(disk_mb=16, limits=LIM.merged({"file_mb": 4, "nproc": 16}))
+
+    def rlimits(nproc: list[Any], limit: int) -> Any:
+        facts = _facts(uid=1000, euid=1000, nproc=nproc)
+        facts["rlimits"] = {**facts["rlimits"], "NPROC": limit}
+        return {la.name: la for la in evaluate(settings, facts, None)}["rlimits"]
+
+    ok = rlimits(["jail", 1], 17)
+    assert ok.ok and "16 + 1 of the server" in ok.detail
+    assert not rlimits(["jail", 1], 16 + 1 + 64).ok  # a host snapshot would loosen it
+    assert not rlimits(["jail", 900], 916).ok  # a jail does not hold 900 tasks of ours
+    assert rlimits(["host", 70], 86).ok  # older kernels count the whole host uid
 
 
 def test_a_parent_secret_seen_by_the_probe_fails_the_environment_layer(

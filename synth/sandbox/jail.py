@@ -10,6 +10,7 @@ uid and clean up after it (a job never keeps any)."""
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -65,6 +66,72 @@ def bwrap_version(path: str) -> str:
         return out.stdout.strip() or out.stderr.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unusable: {exc}"
+
+
+# Run by synth's own interpreter: can this (non-root) process make the user namespace
+# that bubblewrap needs, and a mount namespace inside it (AppArmor's userns restriction
+# lets the first succeed and denies every capability in it)?
+_USERNS_PROBE = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for step, flag in (("user", 0x10000000), ("mount", 0x00020000)):
+    if libc.unshare(flag) != 0:
+        print(step, ctypes.get_errno())
+        sys.exit(1)
+print("ok")
+"""
+_SYSCTLS = {
+    "kernel.unprivileged_userns_clone": ("0", "1"),
+    "user.max_user_namespaces": ("0", "15000"),
+    "kernel.apparmor_restrict_unprivileged_userns": ("1", "0"),
+}
+
+
+def _sysctl(name: str) -> str | None:
+    try:
+        return Path("/proc/sys", *name.split(".")).read_text().strip()
+    except OSError:
+        return None
+
+
+def userns_problem() -> tuple[str, str] | None:
+    """Why bubblewrap cannot have a user namespace here (not root), and the fix; None if it
+    can or if that cannot be told."""
+    try:
+        out = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _USERNS_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = out.stdout.split()
+    if len(words) != 2 or not words[1].isdigit():
+        return None
+    step, err = words[0], errno.errorcode.get(int(words[1]), words[1])
+    off = {name: good for name, (bad, good) in _SYSCTLS.items() if _sysctl(name) == bad}
+    blocking = [f"{name} = {_sysctl(name)}" for name in off]
+    fixes = [f"`sysctl -w {name}={good}`" for name, good in off.items()]
+    if not fixes:
+        fixes = ["allow user namespaces (unshare/clone with CLONE_NEWUSER) for this user, "
+                 "e.g. in the container's seccomp profile"]  # fmt: skip
+    what = (
+        "cannot create a user namespace"
+        if step == "user"
+        else "gets a user namespace without capabilities (cannot mount in it)"
+    )
+    cause = (
+        f"not root, so bubblewrap needs an unprivileged user namespace, and uid {os.getuid()} "
+        f"{what} (unshare: {err}" + (f"; {', '.join(blocking)}" if blocking else "") + ")"
+    )
+    fix = (
+        " or ".join(fixes) + "; or run synth as root (each worker then runs jobs as its own "
+        "uid, no user namespace needed); or choose `--backend unsafe-local` (`backend: "
+        "unsafe-local` in verifiers/sandbox.yaml) knowingly: no isolation"
+    )
+    return cause, fix
 
 
 def python_path(settings: SandboxSettings) -> str:
@@ -160,6 +227,9 @@ def bwrap_launch(settings: SandboxSettings, uid: int | None) -> Launch:
         "--perms", "0755", "--dir", "/etc",
         "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
         "--proc", "/proc", "--dev", "/dev",
+        # Not root, the job owns /dev's tmpfs (and /dev/shm in it): unbounded memory and a
+        # channel to the next job. Nothing in the jail needs to create files there.
+        "--remount-ro", "/dev",
     ]  # fmt: skip
     made: set[str] = {"/usr", "/lib", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/dev"}
 
@@ -175,8 +245,9 @@ def bwrap_launch(settings: SandboxSettings, uid: int | None) -> Launch:
         if root != "/usr" and not root.startswith("/usr/"):
             bind(root, root)
             site = Path(root) / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-            if (site / "site-packages").is_dir():
-                args += ["--perms", "0555", "--tmpfs", str(site / "site-packages")]
+            if (site / "site-packages").is_dir():  # hidden, and read-only (see /dev)
+                hide = str(site / "site-packages")
+                args += ["--perms", "0555", "--tmpfs", hide, "--remount-ro", hide]
     node = node_path(settings)
     if node and not node.startswith("/usr/"):
         bind(os.path.dirname(os.path.dirname(node)), os.path.dirname(os.path.dirname(node)))
@@ -192,7 +263,10 @@ def bwrap_launch(settings: SandboxSettings, uid: int | None) -> Launch:
     ]  # fmt: skip
     cfg = server_config(settings, uid, jailed=True, job_root=JOB_ROOT)
     if uid is None:
-        # RLIMIT_NPROC counts every process and thread of our own uid on the host.
+        # The server measures whether RLIMIT_NPROC counts only the jail's tasks (a user
+        # namespace, Linux >= 5.14) or every task of our uid on the host (older kernels,
+        # where this snapshot of them is what it adds to the job's limit).
+        cfg["userns"] = True
         cfg["nproc_base"] = _tasks_of(os.getuid()) + 64
     args += ["--", py, "-I", "-S", "-B", "-c", SERVER_CODE, json.dumps(cfg)]
     return Launch(args, cfg)

@@ -78,11 +78,12 @@ def evaluate(
         else "session kill only",
         jailed,
     )
+    refused = ("EROFS", "EACCES", "EPERM")
     add(
         "read-only system",
-        facts.get("write_usr") in ("EROFS", "EACCES", "EPERM")
-        and facts.get("write_root") in ("EROFS", "EACCES", "EPERM"),
-        f"write /usr: {facts.get('write_usr')}, write /: {facts.get('write_root')}",
+        all(facts.get(k) in refused for k in ("write_usr", "write_root", "write_dev_shm")),
+        f"write /usr: {facts.get('write_usr')}, write /: {facts.get('write_root')}, "
+        f"write /dev/shm: {facts.get('write_dev_shm')}",
     )
     cap = settings.disk_mb << 20
     fs_bytes = int(facts.get("job_fs_bytes", 0))
@@ -105,7 +106,8 @@ def evaluate(
         add(
             "slot uid",
             int(str(facts.get("cap_eff", "1")) or "1", 16) == 0,
-            "not root: jobs share synth's uid inside a user namespace (no per-slot uid)",
+            "not root: jobs share synth's uid "
+            + ("inside a user namespace (no per-slot uid)" if jailed else "(no per-slot uid)"),
         )
     lim = settings.limits
     rl = facts.get("rlimits", {})
@@ -115,13 +117,24 @@ def evaluate(
         "NOFILE": lim.nofile,
         "CORE": 0,
     }
+    # What else counts against the job's process limit (see the fork server's
+    # `nproc_scope`): nothing for a slot uid, the server in a user namespace, or every
+    # task of synth's uid on the host (older kernels, and unsafe-local when not root).
+    scope, base = (list(facts.get("nproc") or ["uid", 0]) + ["uid", 0])[:2]
+    want["NPROC"] = lim.nproc + int(base)
+    sane = {"uid": int(base) == 0, "jail": 0 <= int(base) <= 16, "host": int(base) >= 0}
     wrong = {k: rl.get(k) for k, v in want.items() if rl.get(k) != v}
     as_ok = 0 < int(rl.get("AS", -1)) <= (lim.memory_mb << 20) + (4 << 30)
-    nproc_ok = 0 < int(rl.get("NPROC", -1)) <= lim.nproc + 4096
+    counted = {
+        "uid": "",
+        "jail": f" ({lim.nproc} + {base} of the server, counted in the jail)",
+        "host": f" ({lim.nproc} + {base}: the kernel counts synth's uid on the whole host)",
+    }
     add(
         "rlimits",
-        not wrong and as_ok and nproc_ok,
-        f"cpu {rl.get('CPU')} s, as {int(rl.get('AS', -1)) >> 20} MiB, nproc {rl.get('NPROC')}, "
+        not wrong and as_ok and sane.get(str(scope), False),
+        f"cpu {rl.get('CPU')} s, as {int(rl.get('AS', -1)) >> 20} MiB, nproc {rl.get('NPROC')}"
+        f"{counted.get(str(scope), f' (unknown scope {scope!r})')}, "
         f"fsize {int(rl.get('FSIZE', -1)) >> 20} MiB, nofile {rl.get('NOFILE')}, core "
         f"{rl.get('CORE')}" + (f"; wrong: {wrong}" if wrong else ""),
     )
@@ -137,15 +150,19 @@ def evaluate(
     leaked = [v for v in _secret_values() if v in text and v not in env.values()]
     add(
         "scrubbed environment",
-        not extra and not leaked and not facts.get("environ_readable"),
+        not extra and not leaked,
         f"variables: {', '.join(sorted(env))}"
         + (f"; unexpected: {extra}" if extra else "")
-        + (f"; {len(leaked)} parent value(s) visible!" if leaked else "")
-        + (
-            f"; readable environ of pids {facts['environ_readable']}"
-            if facts.get("environ_readable")
-            else ""
-        ),
+        + (f"; {len(leaked)} parent value(s) visible!" if leaked else ""),
+    )
+    readable = facts.get("environ_readable") or []
+    add(
+        "other environments hidden",
+        not readable,
+        f"job can read /proc/PID/environ of pids {readable[:8]}"
+        + (" (synth's own uid: its processes, synth included)" if uid is None else "")
+        if readable
+        else "no other process's environment is readable",
     )
     add(
         "memory cgroup",

@@ -207,11 +207,16 @@ class _Slot:
         self.pool.last_layers = report
         failed = [layer for layer in report if layer.required and not layer.ok]
         if failed:
+            fix = (
+                "install bubblewrap (scripts/system-deps.sh) or choose `backend: unsafe-local` "
+                "knowingly"
+                if self.pool.name == "bwrap"
+                else "even `unsafe-local` needs these layers"
+            )
             raise SandboxError(
                 "sandbox layers failed their start-up probe (failing closed):\n"
                 + "\n".join(f"  {la.name}: {la.detail}" for la in failed)
-                + "\nfix: run `synth sandbox check` for details; install bubblewrap "
-                "(scripts/system-deps.sh) or choose `backend: unsafe-local` knowingly"
+                + f"\nfix: run `synth sandbox check` for details; {fix}"
             )
         self.ready = True
 
@@ -307,6 +312,16 @@ class ForkServerPool:
         except (TimeoutError, EOFError, OSError, ValueError) as exc:
             slot.kill()
             why = slot.stderr_tail()
+            problem = None
+            if self.name == "bwrap" and os.geteuid() != 0:
+                problem = jail.userns_problem()
+            if problem:
+                cause, fix = problem
+                self.last_layers = [layers.Layer("namespaces", False, True, cause)]
+                raise SandboxError(
+                    f"sandbox layer 'namespaces' is unavailable (failing closed): {cause}\n"
+                    f"fix: {fix}" + (f"\nbubblewrap said: {why}" if why else "")
+                ) from exc
             raise SandboxError(
                 f"sandbox worker {slot.index} failed to start: {type(exc).__name__}: {exc}"
                 + (f"\n{why}" if why else "")
@@ -343,6 +358,8 @@ class ForkServerPool:
                 slot.kill()
                 return RawResult(error=str(reply.get("error", "sandbox worker error"))[-2000:])
             oom = slot.cgroup is not None and slot.cgroup.oom_kills() > ooms
+            if reply.get("retire"):
+                slot.kill()  # it could not wipe what the job left: the next job gets a new one
             return RawResult.from_reply({**reply, "oom_killed": oom})
         finally:
             self._release(slot)
@@ -369,13 +386,19 @@ class ForkServerPool:
 
 
 def warn_unsafe() -> None:
-    msg = (
-        "\n" + "!" * 78 + "\n"
-        "!! synth sandbox backend 'unsafe-local': generated code runs WITHOUT namespaces,\n"
-        "!! read-only system dirs or a disk quota. It can read your files, fill the disk\n"
-        "!! and reach the network stack. Use only for code you would run yourself.\n" + "!" * 78
-    )
-    log.warning(msg)
+    lines = [
+        "synth sandbox backend 'unsafe-local': generated code runs WITHOUT namespaces,",
+        "read-only system dirs or a disk quota. It can read your files, fill the disk",
+        "and reach the network stack. Use only for code you would run yourself.",
+    ]
+    if os.geteuid() != 0:
+        lines += [
+            "Not root: it runs as YOU, so it can also read the environment (API keys) of",
+            "your other processes and signal them.",
+        ]
+    bar = "!" * 78
+    msg = "\n".join(["", bar, *(f"!! {line}" for line in lines), bar])
+    log.warning("sandbox backend 'unsafe-local': generated code runs without isolation")
     import sys
 
     print(msg, file=sys.stderr)

@@ -3,7 +3,10 @@
 Denied with EPERM: sockets other than AF_UNIX, ptrace and process_vm_*, mount and the new
 mount API, unshare/setns and namespace-creating clone flags, bpf, keyrings, io_uring,
 perf_event_open, userfaultfd, kernel-module and kexec calls, chroot/pivot_root, swap,
-reboot, and the terminal-injection ioctls TIOCSTI/TIOCLINUX (CVE-2017-5226). clone3 answers
+reboot, the terminal-injection ioctls TIOCSTI/TIOCLINUX (CVE-2017-5226), and creating
+System V shared memory, semaphores and message queues or POSIX message queues: those live
+in the jail's IPC namespace, not in a process, so they would outlive the job (memory beyond
+its limits, and a channel to the next job). clone3 answers
 ENOSYS so libc falls back to clone, whose flags the filter can inspect. Any other ABI on the
 same kernel (x32, i386) is refused outright."""
 
@@ -69,6 +72,10 @@ _X86_64 = (
         "iopl": 172,
         "ioperm": 173,
         "lookup_dcookie": 212,
+        "shmget": 29,
+        "semget": 64,
+        "msgget": 68,
+        "mq_open": 240,
     },
 )
 _AARCH64 = (
@@ -119,6 +126,10 @@ _AARCH64 = (
         "pidfd_getfd": 438,
         "kcmp": 272,
         "vhangup": 58,
+        "shmget": 194,
+        "semget": 190,
+        "msgget": 186,
+        "mq_open": 180,
     },
 )
 _ARCHES = {"x86_64": _X86_64, "amd64": _X86_64, "aarch64": _AARCH64, "arm64": _AARCH64}

@@ -11,7 +11,13 @@ caps what it reads, then kills everything the job started and reaps it before an
 Cleanup strategies: `pidns` (the server is pid 1 of its own pid namespace: `kill(-1)`
 reaches exactly the job's processes, daemons included), `uid` (a helper that becomes the
 slot uid and kills every process of it), `session` (kill the job's session only; used by
-the unsafe backend when not root, and it cannot catch a job that leaves its session)."""
+the unsafe backend when not root, and it cannot catch a job that leaves its session).
+
+Not root, the jail is a user namespace and the job shares the server's uid: it may write
+wherever the server can (the whole job tmpfs, not only its own directory), so the server
+wipes the entire tmpfs after every job and retires itself when it cannot. Its process limit
+counts the server too (per user namespace on Linux >= 5.14, per host uid before: measured
+at start, see `_nproc_counted_in_jail`)."""
 
 from __future__ import annotations
 
@@ -87,6 +93,14 @@ class Server:
 
         self.runner, self.probe = runner, probe
         self.vm_size = _vm_size()
+        # Where RLIMIT_NPROC counts: "uid" (a slot uid of its own: nothing else to count),
+        # "jail" (this user namespace: add the server's own tasks), "host" (every task of
+        # our uid on the host: add the parent's snapshot of them, `nproc_base`).
+        self.nproc_base = int(cfg.get("nproc_base", 0))
+        self.nproc_scope = "host" if self.nproc_base else "uid"
+        if cfg.get("userns") and _nproc_counted_in_jail():
+            self.nproc_scope = "jail"
+        self.retire = False
         gc.freeze()  # keep the collector off the shared pages: fewer copy-on-write faults
         self.seq = 0
 
@@ -104,6 +118,8 @@ class Server:
                 write_msg(fd_out, reply)
                 raise  # a broken server must be replaced, not reused
             write_msg(fd_out, reply)
+            if self.retire:
+                return  # the pool saw "retire" in the reply and starts a fresh server
 
     def _jobdir(self) -> str:
         path = os.path.join(self.root, "w")
@@ -191,8 +207,9 @@ class Server:
             output_exceeded = True
         if counts[rep_r] > rep_cap:
             report_overflow = True
-        shutil.rmtree(jobdir)
+        self.retire = not self._wipe(jobdir)
         return {
+            "retire": self.retire,
             "ok": True,
             "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
@@ -207,6 +224,28 @@ class Server:
             "cpu_ms": round((ru.ru_utime + ru.ru_stime) * 1000, 3),
             "maxrss_kb": ru.ru_maxrss,
         }
+
+    def _wipe(self, jobdir: str) -> bool:
+        """Remove what the job could write: its directory and, when it shares our uid (not
+        root), every other entry of the job root too, which it owns as much as we do, so
+        that nothing reaches the next job. False if something could not be removed."""
+        shared = self.uid is None
+        targets = [os.path.join(self.root, n) for n in os.listdir(self.root)] if shared else []
+        try:
+            for path in targets or [jobdir]:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    try:
+                        shutil.rmtree(path)
+                    except OSError:
+                        if not shared:
+                            raise
+                        _unlock(path)  # the job chmod'ed dirs shut: they are ours too
+                        shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            return not (shared and os.listdir(self.root))
+        except OSError:
+            return False
 
     def _kill_all(self, pid: int) -> None:
         if self.cleanup == "pidns":
@@ -266,7 +305,7 @@ class Server:
                     fh.write("1000")
             except OSError:
                 pass
-            self._limits(lim, kind)
+            nproc_base = self._limits(lim, kind)
             if self.uid is not None:
                 gid = self.gid if self.gid is not None else self.uid
                 os.setgroups([])
@@ -310,7 +349,7 @@ class Server:
             if kind == "python":
                 self.runner.run(req, 3)
             elif kind == "probe":
-                self.probe.run(req, 3)
+                self.probe.run({**req, "nproc": [self.nproc_scope, nproc_base]}, 3)
             else:
                 raise ValueError(f"unknown job kind {kind!r}")
             code = 0
@@ -329,7 +368,9 @@ class Server:
                 pass
             os._exit(code)
 
-    def _limits(self, lim: dict[str, Any], kind: str) -> None:
+    def _limits(self, lim: dict[str, Any], kind: str) -> int:
+        """Set the job's rlimits; returns what was added to its process limit for tasks
+        that are not the job's but count against it (see `nproc_scope`)."""
         mb = 1 << 20
         cpu = max(1, int(float(lim.get("cpu_s", 5)) + 0.999))
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -338,7 +379,12 @@ class Server:
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
         nofile = int(lim.get("nofile", 256))
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-        nproc = int(lim.get("nproc", 32)) + int(self.cfg.get("nproc_base", 0))
+        base = 0
+        if self.nproc_scope == "jail":
+            base = _tasks_here() - 1  # the server's tasks (this process is the job's own)
+        elif self.nproc_scope == "host":
+            base = self.nproc_base
+        nproc = int(lim.get("nproc", 32)) + base
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         mem = int(lim.get("memory_mb", 1024)) * mb
         if kind == "node":
@@ -347,6 +393,54 @@ class Server:
         else:
             # Relative to what the forked server already maps (LiveBench PR #536).
             resource.setrlimit(resource.RLIMIT_AS, (self.vm_size + mem, self.vm_size + mem))
+        return base
+
+
+def _unlock(top: str) -> None:
+    """Make a tree the job left behind removable again (top-down, so each level can be
+    listed once its parent is open; symlinks are not followed)."""
+    os.chmod(top, 0o700)
+    for dirpath, dirnames, _ in os.walk(top):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+
+
+def _tasks_here() -> int:
+    """Tasks (threads count: RLIMIT_NPROC counts them) of our uid that we can see."""
+    uid, n = os.getuid(), 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
+                if int(fields["Uid"].split()[0]) == uid:
+                    n += int(fields.get("Threads", "1"))
+            except (OSError, KeyError, ValueError):
+                continue
+    return n
+
+
+def _nproc_counted_in_jail() -> bool:
+    """Whether RLIMIT_NPROC counts only this user namespace's tasks (Linux >= 5.14
+    accounts per user namespace) rather than every task of our uid on the host. Measured:
+    a child allows itself exactly one more task than it can see here and forks once."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover  (runs in the child)
+        code = 1
+        try:
+            limit = _tasks_here() + 1
+            resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+            kid = os.fork()
+            if kid == 0:
+                os._exit(0)
+            os.waitpid(kid, 0)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _vm_size() -> int:
