@@ -3,7 +3,11 @@
 One SQLite file (WAL) under the state dir, shared by every run and recipe. The key is a
 hash of exactly what determines the answer: model, messages, sampling parameters, sample
 index and the requested output schema; never the API key or endpoint, so no secret is
-stored and a key rotation keeps the cache warm. Only answers are stored, not prompts.
+stored and a key rotation keeps the cache warm. Only answers are stored, not prompts:
+the text, token counts, cost, and the token logprobs when the call asked for them (the
+request for them is a sampling parameter, so it is part of the key, and a cached answer
+without logprobs is never served to a call that wants them). A cache file from an older
+synth gains the newer columns when it opens.
 
 Reads and writes happen inline, on the event loop, on purpose: a primary-key lookup takes
 microseconds, and an insert with WAL and `synchronous=NORMAL` commits in well under a
@@ -35,9 +39,15 @@ CREATE TABLE IF NOT EXISTS responses (
     output_tokens INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
     finish_reason TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    logprobs TEXT
 ) WITHOUT ROWID
 """
+# Columns added after the first release, each added to an older cache file when it opens.
+_ADDED = {"logprobs": "TEXT"}
+_COLUMNS = (
+    "key, model, text, input_tokens, output_tokens, cost_usd, finish_reason, created, logprobs"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,8 @@ class Entry:
     output_tokens: int
     cost_usd: float
     finish_reason: str | None = None
+    # Per generated token, the token then its top alternatives -> logprob (`logprobs=True`).
+    logprobs: tuple[dict[str, float], ...] | None = None
 
 
 def request_key(
@@ -76,6 +88,19 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a cache file written by an older synth lacks. Rows it already holds
+    keep NULL there, which reads back as "not recorded" (e.g. no logprobs)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(responses)")}
+    for name, kind in _ADDED.items():
+        if name not in have:
+            try:
+                db.execute(f"ALTER TABLE responses ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+
 class ResponseCache:
     """Get and put answers by request key; see the module docstring for the guarantees."""
 
@@ -84,6 +109,7 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db: sqlite3.Connection | None = _connect(self.path)
         self._db.execute(_SCHEMA)
+        _migrate(self._db)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -93,18 +119,29 @@ class ResponseCache:
 
     def get(self, key: str) -> Entry | None:
         row = self.db.execute(
-            "SELECT model, text, input_tokens, output_tokens, cost_usd, finish_reason "
+            "SELECT model, text, input_tokens, output_tokens, cost_usd, finish_reason, logprobs "
             "FROM responses WHERE key = ?",
             (key,),
         ).fetchone()
-        return Entry(*row) if row else None
+        if not row:
+            return None
+        model, text, input_tokens, output_tokens, cost_usd, finish_reason, logprobs = row
+        return Entry(
+            model,
+            text,
+            input_tokens,
+            output_tokens,
+            cost_usd,
+            finish_reason,
+            None if logprobs is None else tuple(json.loads(logprobs)),
+        )
 
     def put(self, key: str, entry: Entry) -> None:
         """Store an answer, committed when this returns. The first answer stored for a key
         wins, so concurrent processes asking the same question agree on one answer."""
         e = entry
         self.db.execute(
-            "INSERT OR IGNORE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE INTO responses ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
                 e.model,
@@ -114,6 +151,7 @@ class ResponseCache:
                 e.cost_usd,
                 e.finish_reason,
                 time.time(),
+                None if e.logprobs is None else json.dumps(list(e.logprobs)),
             ),
         )
 

@@ -5,8 +5,9 @@ from can be placed verbatim inside a longer context and found again by offset: t
 what lets the grounding verifier check an evidence quote against exactly the chunk it
 came from, and lets the long-context builder record at what depth the chunk sits.
 
-Token counts come from `synth.llm.count_tokens(text, model)` when the LLM layer provides
-it (litellm's tokenizer for the model); otherwise from `approx_tokens`, a documented
+Token counts come from the model's own tokenizer when the LLM layer has it offline
+(`synth.tokencount.token_counter`: the GGUF's for local models, tiktoken's through litellm for
+OpenAI models); otherwise, or when no model is known, from `approx_tokens`, a documented
 approximation (see there). Only `synth/llm.py` imports litellm."""
 
 from __future__ import annotations
@@ -57,23 +58,14 @@ def approx_tokens(text: str) -> int:
 
 
 def token_counter(model: str | None = None) -> TokenCounter:
-    """The model's tokenizer through the LLM layer if it offers one, else `approx_tokens`."""
-    try:
-        from . import llm
-
-        count = getattr(llm, "count_tokens", None)
-    except Exception:  # the LLM layer is optional for chunking
-        count = None
-    if count is None or model is None:
+    """The model's exact tokenizer if the LLM layer has it (loaded once, counts memoised
+    per text), else `approx_tokens`. Look it up once per run, not per text: the first
+    lookup may load a tokenizer (and litellm)."""
+    if model is None:
         return approx_tokens
+    from .tokencount import token_counter as exact
 
-    def counted(text: str) -> int:
-        try:
-            return int(count(text, model=model))
-        except Exception:  # an unknown model: fall back rather than fail the run
-            return approx_tokens(text)
-
-    return counted
+    return exact(model) or approx_tokens
 
 
 def load_documents(path: str | Path, *, text_field: str = "text") -> list[Document]:
@@ -176,8 +168,16 @@ def chunk(
         while j < len(spans) and (total + spans[j][2] <= max_tokens or j == i):
             total += spans[j][2]
             j += 1
-        start, end = _lstrip(text, spans[i][0], spans[j - 1][1]), spans[j - 1][1]
-        chunks.append(Chunk(doc, len(chunks), start, _rstrip(text, start, end), total))
+        start = _lstrip(text, spans[i][0], spans[j - 1][1])
+        end = _rstrip(text, start, spans[j - 1][1])
+        total = count(text[start:end])
+        while total > max_tokens and j - 1 > i:
+            # A real tokenizer can count joined sentences higher than their sum (a run of
+            # blank lines splits differently before a word): drop sentences until it fits.
+            j -= 1
+            end = _rstrip(text, start, spans[j - 1][1])
+            total = count(text[start:end])
+        chunks.append(Chunk(doc, len(chunks), start, end, total))
         if j >= len(spans):
             break
         k, back = j, 0  # walk back from the end while whole sentences fit in `overlap`
@@ -197,12 +197,8 @@ def chunk(
 def _tail_start(text: str, s: int, e: int, budget: int, count: TokenCounter) -> int:
     """Where the longest run of whole words ending at `e` that fits in `budget` starts."""
     starts = [m.start() + s for m in re.finditer(r"\S+", text[s:e])]
-    cut = e
-    for w in reversed(starts):
-        if count(text[w:e]) > budget:
-            break
-        cut = w
-    return cut
+    k = _most_that_fit(len(starts), lambda k: count(text[starts[-k] : e]) <= budget)
+    return starts[-k] if k else e
 
 
 def _split_long(
@@ -212,12 +208,34 @@ def _split_long(
     words = [(m.start() + s, m.end() + s) for m in re.finditer(r"\S+\s*", text[s:e])]
     i = 0
     while i < len(words):
-        j = i + 1
-        while j < len(words) and count(text[words[i][0] : words[j][1]]) <= max_tokens:
-            j += 1
-        out.append((words[i][0], words[j - 1][1], count(text[words[i][0] : words[j - 1][1]])))
+        first = words[i][0]
+
+        def fits(k: int, i: int = i, first: int = first) -> bool:
+            return count(text[first : words[i + k - 1][1]]) <= max_tokens
+
+        k = _most_that_fit(len(words) - i, fits)
+        j = i + max(1, k)  # a single word over the limit is a piece of its own
+        out.append((first, words[j - 1][1], count(text[first : words[j - 1][1]])))
         i = j
     return out
+
+
+def _most_that_fit(n: int, fits: Callable[[int], bool]) -> int:
+    """The largest k <= n with `fits(k)` (whether the first k words fit), for `fits` true
+    up to some k and false after. Galloping, then bisecting: O(log k) counts of spans
+    about k words long, where adding one word at a time would count O(k) of them."""
+    good, step = 0, 1
+    while good + step <= n and fits(good + step):
+        good += step
+        step *= 2
+    bad = min(good + step, n + 1)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if fits(mid):
+            good = mid
+        else:
+            bad = mid
+    return good
 
 
 def _lstrip(text: str, start: int, end: int) -> int:

@@ -68,7 +68,8 @@ class _Recorder:
 
 def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[str, Any]:
     """Estimated calls, input/output tokens and cost for `n` records, total and per model."""
-    from .llm import count_tokens, price
+    from .llm import price
+    from .tokencount import count_tokens
 
     recorder = _Recorder(recipe.model)
     produced = asyncio.run(_sample(recipe, recorder, samples, seed))
@@ -76,7 +77,7 @@ def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[st
     for model, messages, out in recorder.calls:
         m = per_model.setdefault(model, {"calls": 0, "input_tokens": 0, "output_tokens": 0})
         m["calls"] += 1
-        m["input_tokens"] += count_tokens(model, messages)
+        m["input_tokens"] += count_tokens(messages, model=model)
         m["output_tokens"] += out
     scale = n / max(produced, 1)
     total = {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}

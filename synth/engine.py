@@ -179,7 +179,8 @@ def open_llm(
 
     `synth.llm` (and litellm behind it) is imported only here and only when needed, so
     rule-based recipes start fast and run without it. Caps are what is left of the run's
-    budget after earlier processes of the same run (`spent`, from the manifest)."""
+    budget after earlier processes of the same run (`spent`, from the manifest). Rate
+    limits and retries per model come from the recipe's `limits:` (`synth.llmlimits`)."""
     if not recipe.needs_llm:
         return None
     llm = importlib.import_module("synth.llm")
@@ -200,6 +201,7 @@ def open_llm(
         no_cache=no_cache,
         max_cost_usd=cost,
         max_tokens=tokens,
+        limits_table=recipe.resolved.get("limits"),
     )
 
 

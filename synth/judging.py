@@ -273,8 +273,9 @@ async def ask_yes_no(
 
 def yes_probability(logprobs: Any) -> float | None:
     """P(yes) / (P(yes) + P(no)) at the first answer token, from OpenAI-style logprobs
-    (`[{token, logprob, top_logprobs: [{token, logprob}]}]`, possibly under `content`)
-    or llama.cpp-style (`{"top_logprobs": [{token: logprob}]}`); None if absent."""
+    (`[{token, logprob, top_logprobs: [{token, logprob}]}]`, possibly under `content`),
+    llama.cpp-style (`{"top_logprobs": [{token: logprob}]}`) or `Completion.logprobs`
+    (`({token: logprob, ...}, ...)`, one mapping a token); None if absent."""
     if isinstance(logprobs, Mapping):
         if "content" in logprobs:
             logprobs = logprobs["content"]
@@ -305,6 +306,8 @@ def _entries(position: Any) -> list[tuple[str, float]]:
     """The sampled token and its alternatives, each token once (the sampled one is
     usually listed again among `top_logprobs`)."""
     seen: dict[str, float] = {}
+    if isinstance(position, Mapping) and not {"token", "top_logprobs"} & position.keys():
+        position = {"top_logprobs": [{"token": t, "logprob": lp} for t, lp in position.items()]}
     alts = [position, *(_get(position, "top_logprobs", None) or [])]
     for alt in alts:
         token, lp = str(_get(alt, "token", "")), _get(alt, "logprob", float("-inf"))

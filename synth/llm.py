@@ -26,12 +26,23 @@ from typing import Any
 from .accounting import Budget, Usage, report
 from .cache import FILENAME, Entry, ResponseCache, request_key
 from .errors import BudgetExceeded, ConfigError, LLMError, LLMResponseError, LLMTransientError
+from .llmlimits import ModelLimits, Table, per_model
+from .llmlimits import resolve as resolve_limits
 from .ratelimit import Limiter, Limits
 from .redaction import redact, secret_values
 from .retrying import RetryPolicy, retry_after, retrying
 from .structured import complete_structured
+from .tokencount import count_tokens, token_counter
 
-__all__ = ["Completion", "LLMClient", "RetryPolicy", "client_for_run", "estimate"]
+__all__ = [
+    "Completion",
+    "LLMClient",
+    "RetryPolicy",
+    "client_for_run",
+    "count_tokens",
+    "estimate",
+    "token_counter",
+]
 
 Message = dict[str, Any]
 
@@ -40,12 +51,16 @@ _NOT_IN_KEY = frozenset(
     {"timeout", "api_key", "api_base", "base_url", "api_version", "extra_headers"}
 )
 _DEFAULT_OUTPUT_TOKENS = 256  # reserved against budgets when a call sets no max_tokens
+_LOGPROB_PARAMS = ("logprobs", "top_logprobs")
+_LOGPROB_POSITIONS = 32  # generated tokens whose logprobs are kept (and cached)
 
 
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One answer, with what lineage needs: who answered, from cache or not, at what cost.
-    For a structured call, tokens and cost add up every re-ask."""
+    For a structured call, tokens and cost add up every re-ask. `logprobs`, when the call
+    asked for them (`logprobs=True, top_logprobs=k`) and the provider gave them: for each
+    of the first generated tokens, that token and then its top alternatives -> logprob."""
 
     text: str
     parsed: Any = None
@@ -59,6 +74,8 @@ class Completion:
     n_index: int = 0
     reasks: int = 0
     finish_reason: str | None = None
+    max_tokens_raised_to: int | None = None  # a re-ask after a cut-off answer raised it
+    logprobs: tuple[dict[str, float], ...] | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -79,11 +96,18 @@ class Completion:
             out["n_index"] = self.n_index
         if self.reasks:
             out["reasks"] = self.reasks
+        if self.max_tokens_raised_to:
+            out["max_tokens_raised_to"] = self.max_tokens_raised_to
         return out
 
 
 class LLMClient:
     """The run's model client. One per run; safe to share between concurrent steps."""
+
+    # Asked for `logprobs=True`, it sends the request to providers that take it and hands
+    # back `Completion.logprobs`; for others (local/, anthropic/, ...) it drops the request,
+    # and the completion has none.
+    returns_logprobs = True
 
     def __init__(
         self,
@@ -92,6 +116,7 @@ class LLMClient:
         cache: ResponseCache | None = None,
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
+        model_limits: dict[str, ModelLimits] | None = None,
         max_cost_usd: float | None = None,
         max_tokens: int | None = None,
         reask_limit: int = 2,
@@ -99,8 +124,9 @@ class LLMClient:
     ) -> None:
         self.model = model
         self.cache = cache
-        self.limits = limits or Limits()
+        self.limits = limits or Limits()  # for models without an entry in model_limits
         self.retry = retry or RetryPolicy()
+        self.model_limits = dict(model_limits or {})
         self.budget = Budget(max_cost_usd=max_cost_usd, max_tokens=max_tokens)
         self.reask_limit = reask_limit
         self.litellm_params = dict(litellm_params or {})
@@ -110,6 +136,7 @@ class LLMClient:
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
         self._failures_in_a_row = 0
         self._down: LLMError | None = None
+        self._no_logprobs: set[str] = set()  # models whose provider refused them
 
     # -- the seam
 
@@ -133,29 +160,36 @@ class LLMClient:
                 fix="add `model: local/smollm2` (or e.g. openai/gpt-4o-mini) to the recipe",
             )
         started = time.perf_counter()
+        raised: int | None = None
         if schema is None:
             c = await self._call(model, messages, params, n_index, None)
             parsed, reasks, parts = None, 0, [c]
         else:
             parts = []
 
-            async def call(msgs: list[Message], fmt: dict[str, Any] | None) -> Completion:
-                part = await self._call(model, msgs, params, n_index, fmt)
+            async def call(
+                msgs: list[Message], fmt: dict[str, Any] | None, max_tokens: int | None
+            ) -> Completion:
+                sent = params if max_tokens is None else {**params, "max_tokens": max_tokens}
+                part = await self._call(model, msgs, sent, n_index, fmt)
                 parts.append(part)
                 return part
 
             try:
-                parsed, c, reasks = await complete_structured(
+                out = await complete_structured(
                     call,
                     messages,
                     schema,
                     native=self._native_schema(model),
                     reask_limit=self.reask_limit,
+                    max_tokens=params.get("max_tokens"),
                 )
             except LLMResponseError:
                 self._stats(model).failure_reasons["invalid_json"] += 1
                 self._stats(model).failures += 1
                 raise
+            parsed, c, reasks = out.value, out.completion, out.reasks
+            raised = out.max_tokens_raised_to
             self._stats(model).reasks += reasks
         return replace(
             c,
@@ -163,6 +197,7 @@ class LLMClient:
             template_hash=template_hash,
             n_index=n_index,
             reasks=reasks,
+            max_tokens_raised_to=raised,
             cached=all(p.cached for p in parts),
             input_tokens=sum(p.input_tokens for p in parts),
             output_tokens=sum(p.output_tokens for p in parts),
@@ -195,6 +230,9 @@ class LLMClient:
         response_format: dict[str, Any] | None,
     ) -> Completion:
         send = {k: v for k, v in params.items() if v is not None}
+        if not (send.get("logprobs") and self._takes_logprobs(model)):
+            # Not asked, or asked of a provider without them: not sent, not in the key.
+            send = {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
         if response_format is not None:
             send["response_format"] = response_format
         key = request_key(
@@ -237,10 +275,8 @@ class LLMClient:
             del self._inflight[key]
         fut.set_result(c)
         if self.cache is not None:
-            self.cache.put(
-                key,
-                Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd, c.finish_reason),
-            )
+            entry = Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd)
+            self.cache.put(key, replace(entry, finish_reason=c.finish_reason, logprobs=c.logprobs))
         return c
 
     async def _fetch(
@@ -255,12 +291,13 @@ class LLMClient:
         price_in, price_out = _price(model)
         est_cost, est_tokens = est_in * price_in + est_out * price_out, est_in + est_out
         limiter = self._limiter(model)
+        policy = self._retry(model)
 
         def count_retry(state: Any) -> None:
             u.retries += 1
 
         try:
-            async for attempt in retrying(self.retry, on_retry=count_retry):
+            async for attempt in retrying(policy, on_retry=count_retry):
                 with attempt:
                     ticket = await limiter.acquire(est_tokens)
                     try:
@@ -293,10 +330,10 @@ class LLMClient:
             u.failure_reasons[_reason(exc)] += 1
             if isinstance(exc, LLMTransientError):
                 self._failures_in_a_row += 1
-                if self._failures_in_a_row >= self.retry.max_consecutive_failures:
+                if self._failures_in_a_row >= policy.max_consecutive_failures:
                     self._down = LLMError(
                         f"{model}: {self._failures_in_a_row} calls in a row failed after "
-                        f"{self.retry.max_attempts} attempts each (last: {exc}); stopping the "
+                        f"{policy.max_attempts} attempts each (last: {exc}); stopping the "
                         "run. Check the endpoint, then run the same command again to resume."
                     )
                     raise self._down from exc
@@ -319,16 +356,29 @@ class LLMClient:
         if model.startswith("local/"):
             await _ensure_local(lib, model)
         started = time.perf_counter()
-        try:
-            resp = await lib.acompletion(
+
+        async def ask(params: dict[str, Any]) -> Any:
+            return await lib.acompletion(
                 model=model,
                 messages=messages,
-                timeout=self.retry.timeout,
+                timeout=self._retry(model).timeout,
                 num_retries=0,
                 max_retries=0,
                 **self.litellm_params,
-                **send,
+                **params,
             )
+
+        try:
+            try:
+                resp = await ask(send)
+            except Exception as exc:
+                if not (send.get("logprobs") and _refuses_logprobs(lib, exc)):
+                    raise
+                # litellm said yes but the endpoint says no: ask again without them, and
+                # do not send them to this model again.
+                self._no_logprobs.add(model)
+                send = {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
+                resp = await ask(send)
         except Exception as exc:
             raise _translate(exc, lib, model, self._secrets) from exc
         _after_first_call()
@@ -336,6 +386,7 @@ class LLMClient:
         usage = getattr(resp, "usage", None)
         hidden = getattr(resp, "_hidden_params", None) or {}
         cost = 0.0 if model.startswith("local/") else float(hidden.get("response_cost") or 0.0)
+        logprobs = getattr(choice, "logprobs", None) if send.get("logprobs") else None
         return Completion(
             text=choice.message.content or "",
             model=model,
@@ -344,7 +395,30 @@ class LLMClient:
             cost_usd=cost,
             latency_s=time.perf_counter() - started,
             finish_reason=getattr(choice, "finish_reason", None),
+            logprobs=_token_logprobs(logprobs),
         )
+
+    def _takes_logprobs(self, model: str) -> bool:
+        """Whether to send a logprobs request to this model's provider."""
+        if model.startswith("local/"):
+            # llama.cpp returns them only from a model loaded with logits_all=True, which
+            # slows every call; local judges use the parsed answer instead.
+            return False
+        if model in self._no_logprobs:
+            return False
+        known = _logprob_support.get(model)
+        if known is None:
+            lib = _litellm()
+            try:
+                name, provider, *_ = lib.get_llm_provider(model)
+                params = lib.get_supported_openai_params(model=name, custom_llm_provider=provider)
+                # Without the alternatives (gemini gives the sampled token's only), a
+                # probability is no better than the answer itself.
+                known = set(_LOGPROB_PARAMS) <= set(params or ())
+            except Exception:  # a provider litellm cannot name: the call will say more
+                known = False
+            _logprob_support[model] = known
+        return known
 
     def _native_schema(self, model: str) -> bool:
         if model.startswith("local/"):
@@ -359,11 +433,16 @@ class LLMClient:
         key = (provider, model)
         limiter = self._limiters.get(key)
         if limiter is None:
-            limits = self.limits
+            own = self.model_limits.get(model)
+            limits = own.limits if own is not None else self.limits
             if provider == "local":  # one llama.cpp context: queue here, not in threads
                 limits = replace(limits, max_concurrency=1, adaptive=False)
             limiter = self._limiters[key] = Limiter(limits, name=model)
         return limiter
+
+    def _retry(self, model: str) -> RetryPolicy:
+        own = self.model_limits.get(model)
+        return own.retry if own is not None else self.retry
 
     def _stats(self, model: str) -> Usage:
         u = self._usage.get(model)
@@ -381,53 +460,27 @@ def client_for_run(
     max_tokens: int | None = None,
     limits: Limits | None = None,
     retry: RetryPolicy | None = None,
+    limits_table: Table | None = None,
     litellm_params: dict[str, Any] | None = None,
 ) -> LLMClient:
-    """The client a run uses. Limits and retries not given come from the environment
-    (`SYNTH_LLM_MAX_CONCURRENCY`, `SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`, `SYNTH_LLM_TIMEOUT`,
-    `SYNTH_LLM_MAX_ATTEMPTS`); endpoints and keys are litellm's usual variables
-    (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...)."""
-    if limits is None:
-        limits = Limits(
-            max_concurrency=int(_env("SYNTH_LLM_MAX_CONCURRENCY") or 64),
-            rpm=_env("SYNTH_LLM_RPM"),
-            tpm=_env("SYNTH_LLM_TPM"),
-        )
-    if retry is None:
-        retry = RetryPolicy(
-            max_attempts=int(_env("SYNTH_LLM_MAX_ATTEMPTS") or 6),
-            timeout=_env("SYNTH_LLM_TIMEOUT") or 120.0,
-        )
+    """The client a run uses. Limits and retries per model come from the recipe's
+    `limits:` table (`limits_table`), each setting overridden for the run by its
+    environment variable (`SYNTH_LLM_MAX_CONCURRENCY`, `SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`,
+    `SYNTH_LLM_TIMEOUT`, `SYNTH_LLM_MAX_ATTEMPTS`; see `synth.llmlimits`); `limits` and
+    `retry` replace those of models the table does not name. Endpoints and keys are
+    litellm's usual variables (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...)."""
+    fallback = resolve_limits(limits_table)
     cache = None if no_cache else ResponseCache(Path(state_dir) / FILENAME)
     return LLMClient(
         model=model,
         cache=cache,
-        limits=limits,
-        retry=retry,
+        limits=limits or fallback.limits,
+        retry=retry or fallback.retry,
+        model_limits=per_model(limits_table),
         max_cost_usd=max_cost_usd,
         max_tokens=max_tokens,
         litellm_params=litellm_params,
     )
-
-
-def _env(name: str) -> float | None:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise ConfigError(
-            "not a positive number",
-            file="environment",
-            path=name,
-            expected="a number > 0",
-            found=text,
-            fix=f"set {name} to a positive number, or unset it",
-        )
-    return value
 
 
 def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[str, Any]:
@@ -435,14 +488,6 @@ def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[st
     from .dryrun import estimate as _estimate
 
     return _estimate(recipe, n, samples=samples, seed=seed)
-
-
-def count_tokens(model: str, messages: list[Message]) -> int:
-    """Prompt tokens of `messages` for `model` (litellm's tokenizer; chars/4 if it fails)."""
-    try:
-        return int(_litellm().token_counter(model=model, messages=messages))
-    except Exception:  # an unknown tokenizer must not stop an estimate
-        return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4
 
 
 def price(model: str) -> tuple[float, float]:
@@ -454,6 +499,7 @@ def price(model: str) -> tuple[float, float]:
 
 _lib: Any = None
 _prices: dict[str, tuple[float, float]] = {}
+_logprob_support: dict[str, bool] = {}
 _gc_frozen = False
 
 
@@ -480,6 +526,7 @@ def _litellm() -> Any:
         litellm.suppress_debug_info = True
         litellm.drop_params = True  # e.g. `seed` for providers without it
         litellm.num_retries = 0
+        litellm.disable_hf_tokenizer_download = True  # counting must never reach the network
         litellm.telemetry = False
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -579,7 +626,36 @@ def _from_entry(e: Entry, model: str) -> Completion:
         cost_usd=0.0,  # this run paid nothing for it
         cached=True,
         finish_reason=e.finish_reason,
+        logprobs=e.logprobs,
     )
+
+
+def _token_logprobs(raw: Any) -> tuple[dict[str, float], ...] | None:
+    """An OpenAI-shaped `choice.logprobs` (`{content: [{token, logprob, top_logprobs}]}`,
+    as objects or dicts) as `Completion.logprobs`; None when the provider sent none."""
+    content = _field(raw, "content")
+    if not content:
+        return None
+    out = []
+    for position in list(content)[:_LOGPROB_POSITIONS]:
+        alts: dict[str, float] = {}
+        for alt in [position, *(_field(position, "top_logprobs") or ())]:
+            token, lp = _field(alt, "token"), _field(alt, "logprob")
+            if isinstance(token, str) and isinstance(lp, int | float):
+                alts.setdefault(token, float(lp))  # the sampled token first
+        out.append(alts)
+    return tuple(out)
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _refuses_logprobs(lib: Any, exc: Exception) -> bool:
+    """A 400 that names logprobs: an OpenAI-compatible server without them."""
+    if isinstance(exc, lib.UnsupportedParamsError):
+        return True
+    return isinstance(exc, lib.BadRequestError) and "logprob" in str(exc).lower()
 
 
 # --------------------------------------------------------------------------- local provider

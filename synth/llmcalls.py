@@ -103,6 +103,13 @@ def _only_label(line: str) -> bool:
     return bool(_BARE_LABEL.match(line) or _SETTING_LINE.match(line))
 
 
+def failed(record: Any) -> bool:
+    """Whether an earlier step could not make this record (it carries `meta["error"]`).
+    Later steps pass such a record on untouched, with no model call for it, so the chain
+    rejects it with the reason of the step that failed."""
+    return bool(record.meta.get("error"))
+
+
 def step_failure(ctx: Context, step: str, exc: BaseException) -> dict[str, Any]:
     """The `meta["error"]` of a record a step could not make, counted in ctx.stats.
 
@@ -111,8 +118,9 @@ def step_failure(ctx: Context, step: str, exc: BaseException) -> dict[str, Any]:
     ends the run on its budget instead of spinning forever)."""
     reason = failure_reason(exc)
     ctx.stats[f"{step}_failed_{reason}"] += 1
+    status = getattr(exc, "status", None)  # the HTTP status of a transient failure
     return {
         "step": step,
         "reason": f"{step}_{reason}",
-        "detail": f"{type(exc).__name__}: {exc}"[:500],
+        "detail": f"{type(exc).__name__}{f' (HTTP {status})' if status else ''}: {exc}"[:500],
     }

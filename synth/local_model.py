@@ -10,12 +10,14 @@ One llama.cpp context per process, used by one call at a time on one dedicated t
 always off the event loop, and closed at exit. litellm reaches it through the custom
 provider `local/` that `synth.llm` registers (`litellm_provider`, built on the litellm
 module it is handed, so `synth.llm` stays the one module that imports litellm).
+`vocab(name)` is the same model's tokenizer alone, for exact token counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,7 @@ N_CTX = 2048
 
 _INSTALL_FIX = "pip install 'synth[local]' (or `make install` in a synth checkout)"
 _models: dict[Path, LocalModel] = {}
+_vocabs: dict[Path, Vocab] = {}
 _models_lock = threading.Lock()
 
 
@@ -99,6 +102,19 @@ def threads() -> int:
     return int(text)
 
 
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ConfigError(
+            "the local model needs llama-cpp-python, which is not installed",
+            expected="the optional extra synth[local]",
+            found="no module named llama_cpp",
+            fix=_INSTALL_FIX,
+        ) from None
+    return llama_cpp
+
+
 def get(name: str = DEFAULT) -> LocalModel:
     """The process-wide model for `local/<name>`, loaded on first use."""
     path = model_path(name)
@@ -113,15 +129,7 @@ class LocalModel:
     """One llama.cpp context behind a lock. Blocking: call it through `asyncio.to_thread`."""
 
     def __init__(self, path: Path, *, n_ctx: int = N_CTX, n_threads: int | None = None) -> None:
-        try:
-            import llama_cpp
-        except ImportError:
-            raise ConfigError(
-                "the local model needs llama-cpp-python, which is not installed",
-                expected="the optional extra synth[local]",
-                found="no module named llama_cpp",
-                fix=_INSTALL_FIX,
-            ) from None
+        llama_cpp = _import_llama_cpp()
         self.path = path
         # Every call runs on this one thread. llama.cpp's OpenMP build gives each calling
         # thread its own team of workers; calls arriving from varying threads (litellm's and
@@ -164,6 +172,61 @@ class LocalModel:
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+
+
+def vocab(name: str = DEFAULT) -> Vocab:
+    """The tokenizer of `local/<name>`, loaded once (vocab only: about 0.1 s, no weights)."""
+    path = model_path(name)
+    with _models_lock:
+        v = _vocabs.get(path)
+        if v is None:
+            v = _vocabs[path] = Vocab(path)
+        return v
+
+
+class Vocab:
+    """A GGUF's tokenizer without its weights or a context, to count tokens exactly.
+
+    Kept apart from the generating model on purpose: counting (chunking, on the event loop)
+    neither queues behind generation on that model's one thread nor races its close, and
+    tokenizing only reads the vocabulary, so any thread may call `count`."""
+
+    def __init__(self, path: Path) -> None:
+        llama_cpp = _import_llama_cpp()
+        logger = logging.getLogger("llama-cpp-python")  # llama.cpp's own log, via Python
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.ERROR)  # what Llama(verbose=False) sets
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise ConfigError(
+                "llama.cpp could not read the model's tokenizer",
+                file=str(path),
+                expected="a GGUF model file",
+                fix=f"check the file, or unset {ENV} to use the packaged SmolLM2",
+            )
+        self.path = path
+        self._lib, self._model = llama_cpp, model
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        atexit.register(self.close)
+
+    def count(self, text: str) -> int:
+        """Tokens of `text` as it reads inside a prompt: no BOS added, and text that looks
+        like a special token (`<|im_start|>`) counted as the plain text it is."""
+        if self._model is None:
+            raise RuntimeError("the local model's tokenizer was closed")
+        data = text.encode("utf-8")
+        if not data:
+            return 0
+        # Given no room for the tokens, llama_tokenize returns minus how many there are.
+        n = int(self._lib.llama_tokenize(self._vocab, data, len(data), None, 0, False, False))
+        return -n if n < 0 else n
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._lib.llama_model_free(self._model)
+            self._model = None
 
 
 _SUPPORTED = frozenset(

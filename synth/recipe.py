@@ -27,8 +27,9 @@ from .records import Record, content_hash
 StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 
 # Keys that change how a run is carried out but not which records it produces: they stay
-# out of the recipe hash, so raising a budget or the concurrency resumes the same run.
-HASH_EXCLUDES = frozenset({"description", "budget", "concurrency", "mix", "monitor"})
+# out of the recipe hash, so raising a budget, the concurrency or a model's rate limits
+# (`limits:`) resumes the same run.
+HASH_EXCLUDES = frozenset({"description", "budget", "concurrency", "limits", "mix", "monitor"})
 DEFAULT_CONCURRENCY = 8
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -231,10 +232,10 @@ def from_dict(
     )
     # Factories check what a schema cannot (an unknown Faker provider, a bad expression),
     # and load the content files the hash must cover.
-    with content.recording_used() as used:
+    with content.recording_used() as loaded:
         built = recipe.instantiate()
-    if used:
-        files = content.digests(used, base)
+    if loaded:
+        files = content.digests(loaded, base)
         recipe = dataclasses.replace(recipe, hash=content_hash([recipe.hash, files]))
     recipe._prebuilt.append(built)
     return recipe

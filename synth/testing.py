@@ -17,18 +17,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import hashlib
 import json
 import math
 import random
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LLMResponseError
 
 Answer = Callable[[dict[str, Any]], str]
+# (request, answer text) -> per generated token, {token: logprob}: the token itself first,
+# then its alternatives.
+Logprobs = Callable[[dict[str, Any], str], Sequence[Mapping[str, float]]]
 
 
 # --------------------------------------------------------------------------- scripted fake
@@ -123,6 +128,25 @@ def echo_answer(request: dict[str, Any]) -> str:
     return f"echo: {question}"
 
 
+def echo_logprobs(request: dict[str, Any], text: str) -> list[dict[str, float]]:
+    """Default stub logprobs, a pure function of the request and the answer: one token a
+    word of the answer (with the whitespace before it), the word first with a probability
+    in [0.5, 0.95) drawn from a hash of (question, position, word), then two alternatives
+    sharing most of the rest; "yes" and "no" are each other's first alternative."""
+    question = _question(request)
+    out = []
+    for i, token in enumerate(re.findall(r"\s*\S+", text)):
+        digest = hashlib.sha256(f"{question}\0{i}\0{token}".encode()).digest()
+        p = 0.5 + 0.45 * int.from_bytes(digest[:4], "big") / 2**32
+        lead, word = token[: len(token) - len(token.lstrip())], token.strip()
+        other = {"yes": "no", "no": "yes"}.get(word.lower(), word + "s")
+        alts = {token: math.log(p)}
+        alts.setdefault(lead + other, math.log((1 - p) * 0.7))
+        alts.setdefault(lead + "\u2026", math.log((1 - p) * 0.2))
+        out.append(alts)
+    return out
+
+
 @dataclass
 class StubStats:
     requests: int = 0
@@ -152,7 +176,10 @@ class StubServer:
 
     `async with StubServer(latency=0.2, max_inflight=50) as stub:` then use `stub.url` as
     `api_base`. Faults are drawn from a seeded RNG in arrival order, so a retried request
-    can succeed; answers are a function of the request (`answer`, default `echo_answer`)."""
+    can succeed; answers are a function of the request (`answer`, default `echo_answer`),
+    and so are their token logprobs when a request asks (`logprobs`, default
+    `echo_logprobs`). `refuse_params` names parameters answered with a 400, like an
+    OpenAI-compatible server that does not know them."""
 
     def __init__(
         self,
@@ -165,7 +192,10 @@ class StubServer:
         retry_after: float = 1.0,
         error_rate: float = 0.0,
         bad_json_rate: float = 0.0,
+        cut_at_max_tokens: bool = False,
         answer: Answer = echo_answer,
+        logprobs: Logprobs = echo_logprobs,
+        refuse_params: Sequence[str] = (),
         api_key: str | None = None,
         seed: int = 0,
         host: str = "127.0.0.1",
@@ -175,7 +205,11 @@ class StubServer:
         self.max_inflight, self.rpm, self.retry_after = max_inflight, rpm, retry_after
         self.rpm_window = rpm_window  # tests shrink the window: rpm * window / 60 per window
         self.error_rate, self.bad_json_rate = error_rate, bad_json_rate
+        # Like a real server: an answer longer than the request's max_tokens (4 characters a
+        # token, as `usage` counts them) is cut there, with finish_reason "length".
+        self.cut_at_max_tokens = cut_at_max_tokens
         self.answer = answer
+        self.logprobs, self.refuse_params = logprobs, tuple(refuse_params)
         self.api_key = api_key  # when set, any other bearer token gets a 401 that echoes it
         self.host, self.port = host, port
         self.stats = StubStats()
@@ -260,6 +294,11 @@ class StubServer:
             }
             error = {"message": "rate limited by stub", "type": "rate_limit_error"}
             return web.json_response({"error": error}, status=429, headers=headers)
+        refused = [p for p in self.refuse_params if p in body]
+        if refused:
+            message = f"Unrecognized request argument supplied: {refused[0]}"
+            error = {"message": message, "type": "invalid_request_error", "param": refused[0]}
+            return web.json_response({"error": error}, status=400)
         s.in_flight += 1
         s.max_in_flight = max(s.max_in_flight, s.in_flight)
         try:
@@ -280,6 +319,9 @@ class StubServer:
         if garble:
             s.bad_json += 1
             text = text[: max(1, len(text) // 2)]
+        finish_reason, cap = "stop", body.get("max_tokens")
+        if self.cut_at_max_tokens and isinstance(cap, int) and len(text) > 4 * cap:
+            text, finish_reason = text[: 4 * cap], "length"
         s.ok += 1
         prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages", []))
         s.prompts[_question(body)] += 1
@@ -288,22 +330,40 @@ class StubServer:
             "completion_tokens": max(1, len(text) // 4),
         }
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish_reason,
+        }
+        if body.get("logprobs"):
+            choice["logprobs"] = {"content": self._token_logprobs(body, text)}
         return web.json_response(
             {
                 "id": f"chatcmpl-stub-{s.requests}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", "stub"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
+                "choices": [choice],
                 "usage": usage,
             }
         )
+
+    def _token_logprobs(self, body: dict[str, Any], text: str) -> list[dict[str, Any]]:
+        """OpenAI's `choices[0].logprobs.content`, with the request's `top_logprobs`."""
+        top = int(body.get("top_logprobs") or 0)
+
+        def entry(token: str, logprob: float) -> dict[str, Any]:
+            return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+        content = []
+        for position in self.logprobs(body, text):
+            if not position:
+                continue
+            ranked = sorted(position.items(), key=lambda kv: -kv[1])[:top]
+            token, logprob = next(iter(position.items()))
+            alts = [entry(t, lp) for t, lp in ranked]
+            content.append({**entry(token, logprob), "top_logprobs": alts})
+        return content
 
 
 async def fetch_stats(base_url: str) -> dict[str, Any]:

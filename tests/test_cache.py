@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +128,32 @@ def test_cache_cli_stats_and_clear(tmp_path: Path, capsys: Any) -> None:
     assert "removed 1" in capsys.readouterr().out
     assert cli(["cache", "stats", "--state-dir", str(tmp_path)]) == 0
     assert "0 answers" in capsys.readouterr().out
+
+
+# The table as synth created it before logprobs were stored.
+OLD_SCHEMA = """CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL,
+text TEXT NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+cost_usd REAL NOT NULL, finish_reason TEXT, created REAL NOT NULL) WITHOUT ROWID"""
+
+
+def test_an_old_cache_file_opens_keeps_its_answers_and_stores_logprobs(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    with sqlite3.connect(path) as old:
+        old.execute(OLD_SCHEMA)
+        old.execute("INSERT INTO responses VALUES ('k', 'm', 'answer', 3, 2, 0.001, 'stop', 0)")
+    old.close()
+    cache = ResponseCache(path)
+    assert cache.get("k") == entry()  # no logprobs recorded for it
+    scored = replace(entry("yes"), logprobs=({"yes": -0.1, " no": -2.5}, {".": -0.01}))
+    cache.put("k2", scored)
+    cache.close()
+    again = ResponseCache(path)  # a migrated file opens again without another migration
+    assert again.get("k2") == scored and again.get("k") == entry()
+    again.close()
+
+
+def test_a_logprobs_request_is_part_of_the_key() -> None:
+    plain = request_key("m", MSGS, {"temperature": 0.0}, 0)
+    wanted = request_key("m", MSGS, {"temperature": 0.0, "logprobs": True, "top_logprobs": 5}, 0)
+    fewer = request_key("m", MSGS, {"temperature": 0.0, "logprobs": True, "top_logprobs": 2}, 0)
+    assert len({plain, wanted, fewer}) == 3

@@ -20,6 +20,7 @@ from text_fixtures import ROOT, local_model_missing, make_ctx
 import synth
 from synth.chain import Chain, Named
 from synth.content import load_yaml
+from synth.errors import LLMResponseError, LLMTransientError
 from synth.recipe import from_dict
 from synth.records import Record, read_jsonl
 from synth.registry import lookup
@@ -185,6 +186,100 @@ def test_translations_are_kept_only_when_their_tests_pass() -> None:
     )
     reasons = {r.data["entry_point"]: v.reason for r, v in verdicts}
     assert reasons == {"reverse_words": "", "count_vowels": "", "running_max": "too_few_tests"}
+
+
+def failing(system_prefix: str, exc: Exception) -> Any:
+    """The code fake, except that every call whose system prompt starts with
+    `system_prefix` finally fails with `exc` (retries spent, or JSON never valid)."""
+
+    def script(messages: list[dict[str, Any]], **params: Any) -> Any:
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        return exc if system.startswith(system_prefix) else answer(messages, **params)
+
+    return script
+
+
+def sources() -> list[Record]:
+    return [
+        Record(
+            f"src{i}",
+            {
+                "problem": PROBLEMS[n]["problem"],
+                "entry_point": n,
+                "solution": PROBLEMS[n]["solution"],
+                "tests": PROBLEMS[n]["tests"],
+                "language": "python",
+            },
+            {"index": i},
+        )  # fmt: skip
+        for i, n in enumerate(PROBLEMS)
+    ]
+
+
+STAGES = ["You write programming", "You write correct", "You write unit tests"]
+
+
+@pytest.mark.parametrize(
+    ("stage", "exc", "reason"),
+    [
+        (0, LLMTransientError("HTTP 500", status=500), "code_problems_llm_unavailable"),
+        (1, LLMResponseError("garbled"), "code_solutions_llm_response_error"),
+        (2, LLMTransientError("timed out"), "code_tests_llm_unavailable"),
+    ],
+)
+def test_a_failed_call_is_rejected_with_its_reason_and_later_steps_skip_the_record(
+    stage: int, exc: Exception, reason: str
+) -> None:
+    llm = ScriptedLLM(failing(STAGES[stage], exc))
+    ctx = make_ctx(llm)
+    steps = [
+        make("step", "code_problems", topics=TOPICS),
+        make("step", "code_solutions"),
+        make("step", "code_tests"),
+        make("step", "code_run", sandbox=SANDBOX),  # never runs: no record reaches it whole
+        make("step", "code_explain", sandbox=SANDBOX),
+    ]
+    records = pipeline(steps, ctx, 3)
+    assert len({r.id for r in records}) == 3  # none dropped
+    systems = [c.messages[0]["content"] for c in llm.calls]
+    asked = {i for i, prefix in enumerate(STAGES) if any(t.startswith(prefix) for t in systems)}
+    assert asked == set(range(stage + 1))  # nothing after the failed call
+    assert all(any(t.startswith(prefix) for prefix in STAGES) for t in systems)
+    assert not any(k.startswith("code_runs_") for k in ctx.stats)
+    verdicts = gate([], records, ctx)
+    assert [v.reason for _, v in verdicts] == [reason] * 3
+    assert all(r.meta["verdicts"][-1]["detail"].startswith(type(exc).__name__) for r, _ in verdicts)
+    assert ctx.stats[f"rejected_{reason}"] == 3
+
+
+@needs_root
+@needs_node
+def test_failed_fix_translation_and_explanation_calls_are_rejected_with_their_reason() -> None:
+    unavailable = LLMTransientError("HTTP 503", status=503)
+    fix = ScriptedLLM(failing("You fix", unavailable))
+    ctx = make_ctx(fix)
+    broken = [r.evolve(data={**r.data, "solution": "def nothing():\n    pass\n"})
+              for r in sources()]  # fmt: skip
+    ran = pipeline([make("step", "code_run", fix_rounds=2, sandbox=SANDBOX)], ctx, 3, broken)
+    assert [r.meta["error"]["reason"] for r in ran] == ["code_run_fix_llm_unavailable"] * 3
+    assert all(r.data["fix_rounds"] == 0 and not r.data["passed"] for r in ran)
+    assert "HTTP 503" in ran[0].meta["error"]["detail"]
+
+    translate = ScriptedLLM(failing("You translate", unavailable))
+    ctx = make_ctx(translate)
+    step = make("step", "code_translate", languages=["javascript"], sandbox=SANDBOX)
+    out = pipeline([step], ctx, 10, sources())
+    assert [r.meta["parents"] for r in out] == [["src0"], ["src1"], ["src2"]]
+    assert {r.meta["error"]["reason"] for r in out} == {"code_translate_llm_unavailable"}
+    assert all(r.data["language"] == "javascript" for r in out)
+
+    explain = ScriptedLLM(failing("You write python code from a description", unavailable))
+    ctx = make_ctx(explain)
+    passing = [r.evolve(data={**r.data, "passed": True}) for r in sources()]
+    out = pipeline([make("step", "code_explain", sandbox=SANDBOX)], ctx, 3, passing)
+    assert {r.meta["error"]["reason"] for r in out} == {"code_explain_llm_unavailable"}
+    assert all(len(r.meta["llm_calls"]) == 1 for r in out)  # the explanation's call is kept
+    assert all("backtranslation" not in r.data for r in out)
 
 
 @needs_root

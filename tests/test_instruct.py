@@ -128,3 +128,16 @@ def test_respond_adds_a_response_and_lineage() -> None:
     rows = [Record("a", {"instruction": "Name a colour."}, {"llm_calls": [{"model": "x"}]})]
     [r] = run_step(step("respond", temperature=0.2), rows, make_ctx(ScriptedLLM(writer)))
     assert r.data["response"].startswith("A good") and len(r.meta["llm_calls"]) == 2
+
+
+def test_a_record_an_earlier_step_failed_passes_every_builder_untouched() -> None:
+    error = {"step": "prompt", "reason": "prompt_llm_unavailable", "detail": "HTTP 500"}
+    failed = Record("f", {"instruction": "Name a colour.", "response": "red"}, {"error": error})
+    builders = {"respond": {}, "preference": {}, "reward": {"rubric": "instruction-quality"}}
+    for name, config in builders.items():
+        llm = ScriptedLLM(writer)
+        assert run_step(step(name, **config), [failed], make_ctx(llm)) == [failed], name
+        assert llm.calls == [], name
+    llm = ScriptedLLM(writer)
+    assert run_step(step("paraphrase", fields=["instruction"]), [failed], make_ctx(llm)) == [failed]
+    assert llm.calls == []

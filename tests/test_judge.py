@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from pathlib import Path
 
@@ -344,3 +345,81 @@ def test_preference_recipe_on_the_local_model(
         "preference_tie",
         "schema_mismatch",
     } | {r["meta"]["reject_reason"] for r in rejects if r["meta"].get("error")}
+
+
+# --------------------------------------------------------------------------- Ask-LLM, real client
+
+P_YES = [0.92, 0.35, 0.61, 0.08]  # the stub's P(yes) for the record that says "fact <i>"
+
+
+def stub_yes_no(request: dict[str, object]) -> str:
+    return "yes" if stub_p_yes(request) >= 0.5 else "no"
+
+
+def stub_p_yes(request: dict[str, object]) -> float:
+    found = re.search(r"fact (\d)", text_of(request["messages"]))  # type: ignore[arg-type]
+    assert found, "every judged record names its fact"
+    return P_YES[int(found.group(1))]
+
+
+def stub_logprobs(request: dict[str, object], text: str) -> list[dict[str, float]]:
+    """The first token and its alternatives; 10% of the mass is on neither yes nor no."""
+    p = stub_p_yes(request)
+    alts = {"yes": math.log(0.9 * p), "no": math.log(0.9 * (1 - p)), "Maybe": math.log(0.1)}
+    return [{text: alts[text], **alts}]
+
+
+def ask_llm_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **stub_options: object
+) -> tuple[list[dict[str, object]], int]:
+    import synth
+    from synth.testing import StubServer
+
+    rows = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"text": f"fact {i}: water is wet."}) + "\n" for i in range(4)]
+    rows.write_text("".join(lines))
+    recipe = {
+        "name": "ask-llm-stub",
+        "model": "openai/stub",
+        "steps": [{"use": "read", "path": str(rows)}],
+        "verify": [{"use": "ask_llm", "threshold": 0.5}],
+    }
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
+
+    async def main() -> int:
+        async with StubServer(answer=stub_yes_no, **stub_options) as stub:  # type: ignore[arg-type]
+            monkeypatch.setenv("OPENAI_API_BASE", stub.url)
+            await synth.run(recipe, n=4, out=tmp_path / "out")
+            return stub.stats.requests
+
+    requests = asyncio.run(main())
+    out = tmp_path / "out"
+    judged = [*read_jsonl(out / "data.jsonl"), *read_jsonl(out / "rejects.jsonl")]
+    verdicts = {r.data["text"][:6]: r.meta["verdicts"][-1] for r in judged}
+    return [verdicts[f"fact {i}"] for i in range(4)], requests
+
+
+@pytest.mark.slow  # importing litellm alone takes seconds
+def test_ask_llm_run_scores_p_yes_from_the_providers_logprobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verdicts, _ = ask_llm_run(tmp_path, monkeypatch, logprobs=stub_logprobs)
+    # P(yes) / (P(yes) + P(no)) at the first token: the 10% on "Maybe" drops out.
+    assert [v["score"] for v in verdicts] == [round(p, 4) for p in P_YES]
+    assert [v["info"]["method"] for v in verdicts] == ["logprobs"] * 4
+    assert [v["ok"] for v in verdicts] == [p >= 0.5 for p in P_YES]
+    assert [v["reason"] for v in verdicts if not v["ok"]] == ["ask_llm_no", "ask_llm_no"]
+
+
+@pytest.mark.slow
+def test_ask_llm_run_falls_back_to_the_answer_without_logprobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that refuses the logprobs parameter: the parsed yes/no decides."""
+    verdicts, requests = ask_llm_run(
+        tmp_path, monkeypatch, logprobs=stub_logprobs, refuse_params=["logprobs"]
+    )
+    assert [v["score"] for v in verdicts] == [1.0 if p >= 0.5 else 0.0 for p in P_YES]
+    assert [v["info"]["method"] for v in verdicts] == ["answer"] * 4
+    assert requests <= 2 * 4  # at most one refusal a record (concurrent calls each get one)

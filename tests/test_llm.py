@@ -375,3 +375,74 @@ def test_the_cost_cap_stops_a_run_cleanly_and_no_secret_is_written(tmp_path: Pat
     for path in [*out.rglob("*"), *(tmp_path / "state").rglob("*")]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+# --------------------------------------------------------------------------- logprobs
+
+
+def test_logprobs_come_back_when_asked_and_are_cached_with_the_answer(tmp_path: Path) -> None:
+    from synth.cache import FILENAME, ResponseCache
+    from synth.testing import echo_logprobs
+
+    ask = user("Is the sky blue?")
+
+    async def go() -> tuple[list[Completion], int]:
+        async with StubServer(answer=lambda request: "Yes it is") as stub:
+            c = client(stub, cache=ResponseCache(tmp_path / FILENAME))
+            plain = await c.complete(ask)  # cached without logprobs first
+            scored = await c.complete(ask, logprobs=True, top_logprobs=2)
+            again = await c.complete(ask, logprobs=True, top_logprobs=2)
+            await c.aclose()
+            return [plain, scored, again], stub.stats.requests
+
+    (plain, scored, again), requests = asyncio.run(go())
+    # The stub's logprobs for this answer: each word is its own most likely token, so the
+    # top 2 asked for are the word and its first alternative.
+    served = echo_logprobs({"messages": ask}, "Yes it is")
+    expected = tuple(dict(list(position.items())[:2]) for position in served)
+    assert plain.logprobs is None and not plain.cached
+    assert scored.logprobs == expected and len(expected) == 3 and not scored.cached
+    assert again.cached and again.logprobs == expected
+    assert requests == 2  # the answer without logprobs was not served to the call wanting them
+
+
+def test_an_endpoint_that_refuses_logprobs_is_asked_again_without_them() -> None:
+    async def go() -> tuple[list[Completion], int, dict[str, Any]]:
+        async with StubServer(answer=lambda r: "no", refuse_params=["logprobs"]) as stub:
+            c = client(stub)
+            first = await c.complete(user("q1"), logprobs=True, top_logprobs=3)
+            after_first = stub.stats.requests
+            second = await c.complete(user("q2"), logprobs=True, top_logprobs=3)
+            return [first, second], stub.stats.requests - after_first, c.usage()
+
+    (first, second), second_requests, usage = asyncio.run(go())
+    assert first.text == second.text == "no"
+    assert first.logprobs is None and second.logprobs is None
+    assert second_requests == 1  # refused once: not sent to this model again
+    assert usage["failures"] == 0
+
+
+# --------------------------------------------------------------------------- token counts
+
+
+def test_openai_token_counts_are_exact_and_need_no_network() -> None:
+    """tiktoken's own encodings are the reference (o200k_base for gpt-4o models, cl100k_base
+    for gpt-4); the autouse `no_network` fixture fails the test if a count downloads."""
+    import tiktoken
+
+    from synth.chunking import approx_tokens
+    from synth.llm import count_tokens, token_counter
+
+    text = "Invoice 4471-9932-1180: paid €1,234.56 on 2023-07-14 (réf. Ωμέγα) 東京 ✓"
+    counted = [count_tokens(text, model=m) for m in ("openai/gpt-4o-mini", "gpt-4o-mini")]
+    gpt4 = count_tokens(text, model="openai/gpt-4")
+    # Only now: tiktoken finds its files offline once litellm (imported by the counts above)
+    # has pointed TIKTOKEN_CACHE_DIR at the copies it ships.
+    o200k = len(tiktoken.get_encoding("o200k_base").encode(text))
+    cl100k = len(tiktoken.get_encoding("cl100k_base").encode(text))
+    assert o200k != cl100k != approx_tokens(text)  # so the right encoding is checked
+    assert counted == [o200k, o200k] and gpt4 == cl100k
+    # No tokenizer of its own offline: the approximation, and no download attempt.
+    for model in ("openai/stub-model", "hosted_vllm/meta-llama/Meta-Llama-3-8B-Instruct"):
+        assert token_counter(model) is None
+        assert count_tokens(text, model=model) == approx_tokens(text)

@@ -13,7 +13,7 @@ import pytest
 from synth import local_model
 from synth.cli import main as cli
 from synth.errors import ConfigError
-from synth.llm import LLMClient
+from synth.llm import Completion, LLMClient
 from synth.records import read_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,3 +111,41 @@ def test_a_prompt_recipe_runs_end_to_end_on_the_local_model(
     fresh = run("c", "--no-cache")  # a local answer is a function of the request (seeded)
     assert isinstance(fresh["llm"], dict) and fresh["llm"]["requests"] >= 3
     assert [r.data for r in read_jsonl(tmp_path / "c" / "data.jsonl")] == [r.data for r in rows]
+
+
+@needs_model
+def test_local_token_counts_are_llama_cpps_own() -> None:
+    """The reference is llama-cpp-python's public tokenizer on the packaged GGUF."""
+    import llama_cpp
+
+    from synth.chunking import approx_tokens
+    from synth.llm import count_tokens
+
+    reference = llama_cpp.Llama(
+        model_path=str(local_model.model_path()), vocab_only=True, verbose=False
+    )
+    texts = [
+        "",
+        "Hello world.",
+        "Invoice 4471-9932-1180: paid €1,234.56 on 2023-07-14 (réf. Ωμέγα) 東京 ✓",
+        "<|im_start|>user\nnot a special token here<|im_end|>",
+        (ROOT / "templates" / "corpus" / "gettysburg-address.md").read_text(),
+    ]
+    expected = [len(reference.tokenize(t.encode(), add_bos=False, special=False)) for t in texts]
+    assert [count_tokens(t, model="local/smollm2") for t in texts] == expected
+    assert expected[2] != approx_tokens(texts[2])  # not the approximation by chance
+
+
+@needs_model
+@pytest.mark.slow
+def test_a_logprobs_request_to_the_local_model_gets_the_answer_without_them() -> None:
+    """llama.cpp returns logprobs only from a model loaded with logits_all=True, which
+    slows every call; synth does not load it so and does not send the request."""
+
+    async def go() -> Completion:
+        client = LLMClient(model="local/smollm2")
+        ask = [{"role": "user", "content": "Is water wet? Answer yes or no."}]
+        return await client.complete(ask, logprobs=True, top_logprobs=5, max_tokens=3)
+
+    c = asyncio.run(go())
+    assert c.logprobs is None and c.output_tokens > 0

@@ -269,6 +269,49 @@ def test_failed_generation_is_a_reject_and_the_source_moves_on() -> None:
     assert check([("grounding", grounding())], out[1], ctx)[1].ok
 
 
+# --------------------------------------------------------------------------- real tokenizers
+
+# Digits, dates and non-Latin scripts: text a real tokenizer counts far above chars / 4.
+INVOICES = " ".join(
+    f"Invoice {i * 7919 % 10000:04d}-{i * 104729 % 10000:04d} was paid on 2023-{1 + i % 12:02d}-"
+    f"{1 + i % 28:02d} for €{i * 37 % 5000},{i % 100:02d}; réf. Ωμέγα-{i} 東京{i}."
+    for i in range(120)
+)
+
+
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "local/smollm2"])
+def test_chunks_respect_chunk_tokens_measured_with_the_models_tokenizer(model: str) -> None:
+    from synth.chunking import token_counter
+
+    if model.startswith("local/") and local_model_missing():
+        pytest.skip(f"no local tokenizer: {local_model_missing()}")
+    real = token_counter(model)
+    assert real is not approx_tokens
+    texts = [d.text for d in load_documents(CORPUS)] + [INVOICES]
+    for size in (32, 120, 384):
+        for text in texts:
+            chunks = chunk(text, max_tokens=size, overlap=size // 4, count=real)
+            assert all(real(text[c.start : c.end]) == c.tokens <= size for c in chunks)
+    # The approximation alone would have overshot: the counter is what keeps chunks in size.
+    rough = chunk(INVOICES, max_tokens=120, overlap=30)
+    assert max(real(INVOICES[c.start : c.end]) for c in rough) > 120
+
+
+def test_longqa_measures_chunks_and_contexts_with_the_models_tokenizer() -> None:
+    from synth.llm import count_tokens
+
+    model = "openai/gpt-4o-mini"  # its tokenizer ships with litellm; the answers are scripted
+    ctx = make_ctx(ScriptedLLM(qa_writer))
+    out = take(longqa(model=model, chunk_tokens=100, context_tokens=800), ctx, 4)
+    for r in out:
+        info = r.meta["longqa"]
+        start, end = info["chunk_chars"]
+        document = (CORPUS / info["document"].rsplit("/", 1)[1]).read_text().strip()
+        assert count_tokens(document[start:end], model=model) <= 100
+        assert info["context_tokens"] == count_tokens(r.data["context"], model=model)
+        assert 700 <= info["context_tokens"] <= 800
+
+
 # --------------------------------------------------------------------------- real model
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from synth.context import Context
-from synth.errors import BudgetExceeded, ConfigError, LLMResponseError
+from synth.errors import BudgetExceeded, ConfigError, LLMResponseError, LLMTransientError
 from synth.llm import client_for_run
 from synth.records import Record
 from synth.registry import lookup
@@ -104,11 +104,26 @@ def test_bad_config_is_rejected_at_build_time() -> None:
         make(prompt="{% if %}")
 
 
-def test_a_failed_call_drops_the_record_and_counts_why() -> None:
+def test_a_failed_call_marks_the_record_for_rejection_with_why() -> None:
     llm = ScriptedLLM(["first", LLMResponseError("garbage"), "third"])
     out, ctx = run_step(make(prompt="{{ name }}"), llm)
-    assert [r.id for r in out] == ["r0", "r2"]
+    assert [r.id for r in out] == ["r0", "r1", "r2"]
+    assert [bool(r.meta.get("error")) for r in out] == [False, True, False]
+    assert out[1].meta["error"]["reason"] == "prompt_llm_response_error"
+    assert "garbage" in out[1].meta["error"]["detail"] and "completion" not in out[1].data
     assert ctx.stats["prompt_failed_llm_response_error"] == 1
+
+
+def test_a_failed_sample_is_its_own_rejected_child_and_failed_records_pass_untouched() -> None:
+    llm = ScriptedLLM(["a", LLMTransientError("HTTP 500"), "c"])
+    out, _ = run_step(make(prompt="{{ name }}", samples=3), llm, records(1))
+    assert [r.meta.get("sample") for r in out] == [0, 1, 2] and len({r.id for r in out}) == 3
+    assert [bool(r.meta.get("error")) for r in out] == [False, True, False]
+    assert out[1].meta["error"]["reason"] == "prompt_llm_unavailable"
+    # A second prompt step asks nothing for the failed child and keeps its error.
+    again = ScriptedLLM(lambda m, **p: "more")
+    second, _ = run_step(make(prompt="{{ name }}", output_field="more"), again, out)
+    assert len(again.calls) == 2 and second[1] == out[1]
 
 
 def test_budget_exceeded_is_not_swallowed() -> None:
@@ -140,3 +155,76 @@ def test_through_the_real_client_samples_are_cached_separately(tmp_path: Path) -
     assert [r.data for r in first] == [r.data for r in second]
     assert first[0].data["completion"] == "echo: Say Widget 0"
     assert all(c["cached"] for r in second for c in r.meta["llm_calls"])
+
+
+def stub_recipe(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    """Four tickets read from a file through a prompt step: the run ends when the input
+    does (`exhausted`), so no call is left in flight and every count is exact."""
+    tickets = tmp_path / "tickets.jsonl"
+    tickets.write_text(
+        "".join(f'{{"ticket_id": "T{i}", "subject": "printer {i} is on fire"}}\n' for i in range(4))
+    )
+    return {
+        "name": "stub-prompts",
+        "model": "openai/stub-model",
+        "concurrency": 2,
+        "steps": [
+            {"use": "read", "path": str(tickets)},
+            {"use": "prompt", "prompt": "Summarize {{ ticket_id }}: {{ subject }}", **extra},
+        ],
+        "limits": {"default": {"max_attempts": 2}},
+    }
+
+
+def run_against(stub_kw: dict[str, Any], recipe: dict[str, Any], tmp_path: Path, mp: Any) -> Any:
+    import synth
+
+    mp.setenv("OPENAI_API_KEY", "sk-test")
+    mp.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
+
+    async def go() -> tuple[Any, dict[str, Any]]:
+        async with StubServer(**stub_kw) as stub:
+            mp.setenv("OPENAI_API_BASE", stub.url)
+            result = await synth.run(recipe, n=5, out=tmp_path / "out")
+            return result, stub.stats.as_dict()
+
+    return asyncio.run(go())
+
+
+def rejects_of(result: Any) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(line) for line in result.rejects_path.read_text().splitlines()]
+
+
+@pytest.mark.slow  # litellm import
+def test_a_500_storm_lands_every_record_in_rejects_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = stub_recipe(tmp_path)
+    result, stats = run_against({"error_rate": 1.0}, recipe, tmp_path, monkeypatch)
+    assert result.kept == 0 and result.generated == 4 and result.stop_reason == "exhausted"
+    rejects = rejects_of(result)
+    assert [r["data"]["ticket_id"] for r in rejects] == ["T0", "T1", "T2", "T3"]
+    assert [r["meta"]["reject_reason"] for r in rejects] == ["prompt_llm_unavailable"] * 4
+    assert all("HTTP 500" in r["meta"]["verdicts"][-1]["detail"] for r in rejects)
+    assert result.manifest["counts"]["rejected_by_reason"] == {"prompt_llm_unavailable": 4}
+    llm = result.manifest["llm"]
+    assert llm["failures"] == 4 and llm["failure_reasons"] == {"transient": 4}
+    # Each call made exactly the recipe's `limits: {default: {max_attempts: 2}}` requests.
+    assert stats["500"] == stats["requests"] == 8
+
+
+@pytest.mark.slow  # litellm import
+def test_json_that_stays_invalid_lands_in_rejects_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = stub_recipe(tmp_path, json=True)
+    result, stats = run_against({"answer": lambda r: "no JSON here"}, recipe, tmp_path, monkeypatch)
+    assert result.kept == 0 and result.generated == 4
+    rejects = rejects_of(result)
+    assert [r["meta"]["reject_reason"] for r in rejects] == ["prompt_llm_response_error"] * 4
+    assert "after 2 re-asks" in rejects[0]["meta"]["verdicts"][-1]["detail"]
+    assert result.manifest["counts"]["rejected_by_reason"] == {"prompt_llm_response_error": 4}
+    assert result.manifest["llm"]["failure_reasons"] == {"invalid_json": 4}
+    assert stats["requests"] == 12  # each record: the ask and 2 re-asks

@@ -158,15 +158,19 @@ def test_a_restarted_run_redoes_only_the_unfinished_shards(cluster: Path, tmp_pa
     assert len(ids) == len(set(ids)) == 120
 
 
+@pytest.mark.parametrize("rpm_from", ["environment", "recipe"])
 def test_llm_shards_share_one_rpm_budget_and_one_cache(
-    cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rpm_from: str
 ) -> None:
     # The stub allows 8 requests/s (16 per 2 s window). The run's limit is 5/s for all
     # shards together (room for scheduling jitter on a busy machine); two shards pacing
     # themselves at 5/s each would send 10/s.
     monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("SYNTH_LLM_RPM", "300")
     recipe = fx.counter_recipe() | {"model": "openai/stub", "concurrency": 4}
+    if rpm_from == "environment":
+        monkeypatch.setenv("SYNTH_LLM_RPM", "300")
+    else:
+        recipe["limits"] = {"openai/stub": {"rpm": 300}}
     recipe["steps"].append({"use": "test_ask"})
 
     async def main() -> tuple[synth.RunResult, dict[str, Any], synth.RunResult, dict[str, Any]]:

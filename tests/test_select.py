@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,9 @@ def informative(messages: list[dict[str, Any]], **_: object) -> str:
     """A fake Ask-LLM judge: 'yes' for text with a fact-like word, else 'no'."""
     data = text_of(messages)
     return "yes" if any(w in data for w in ("Photosynthesis", "mitochondrion", "boils")) else "no"
+
+
+P_YES = {"Photosynthesis": 0.9, "mitochondrion": 0.8, "boils": 0.6}  # the stub's P(yes)
 
 
 def lines() -> list[dict[str, Any]]:
@@ -87,7 +91,14 @@ def stub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[StubServer
     def answer(request: dict[str, Any]) -> str:
         return informative(request["messages"])
 
-    server = StubServer(answer=answer)
+    def logprobs(request: dict[str, Any], text: str) -> list[dict[str, float]]:
+        """P(yes) at the first token: graded, so the top fraction is well defined."""
+        data = text_of(request["messages"])
+        p = next((p for word, p in P_YES.items() if word in data), 0.2)
+        first = {"yes": math.log(p), "no": math.log(1 - p)}
+        return [dict(sorted(first.items(), key=lambda kv: kv[0] != text))]  # sampled first
+
+    server = StubServer(answer=answer, logprobs=logprobs)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -119,7 +130,9 @@ def test_cli_against_the_stub(
     assert main([*argv, "--model", "openai/stub"]) == 0
     kept = [json.loads(line) for line in out.read_text().splitlines()]
     assert [k["id"] for k in kept] == ["r0", "r2"]
-    assert all(k["meta"]["ask_llm"]["score"] == 1.0 for k in kept)
+    # The stub returns logprobs, so the score is its P(yes), not the parsed yes (1.0).
+    assert [k["meta"]["ask_llm"]["score"] for k in kept] == pytest.approx([0.9, 0.8])
+    assert all(k["meta"]["ask_llm"]["method"] == "logprobs" for k in kept)
     assert "Scored 5 of 5 examples with openai/stub" in capsys.readouterr().out
     assert stub.stats.ok == 5
     threshold = tmp_path / "t.jsonl"

@@ -148,3 +148,68 @@ def test_native_schema_support_sends_response_format() -> None:
     sent = asyncio.run(go())
     assert sent["response_format"]["type"] == "json_schema"
     assert sent["response_format"]["json_schema"]["schema"] == SCHEMA
+
+
+def long_json(request: dict[str, Any]) -> str:
+    """A valid answer of about 480 characters: whole only when max_tokens allows 120+."""
+    return json.dumps({"items": [f"item number {i:03d}" for i in range(24)]})
+
+
+def truncated_run(max_tokens: int, reask_limit: int) -> tuple[Any, list[int | None]]:
+    async def go() -> tuple[Any, list[int | None]]:
+        asked: list[int | None] = []
+
+        def answer(request: dict[str, Any]) -> str:
+            asked.append(request.get("max_tokens"))
+            return long_json(request)
+
+        async with StubServer(answer=answer, cut_at_max_tokens=True) as stub:
+            c = LLMClient(
+                model="openai/stub-model",
+                reask_limit=reask_limit,
+                litellm_params={"api_base": stub.url, "api_key": "sk-test"},
+            )
+            try:
+                out: Any = await c.complete(
+                    [{"role": "user", "content": "a list"}], schema={"type": "object"},
+                    max_tokens=max_tokens,
+                )  # fmt: skip
+            except LLMResponseError as exc:
+                out = exc
+            return out, asked
+
+    return asyncio.run(go())
+
+
+def test_a_cut_off_answer_is_re_asked_with_more_max_tokens_and_lineage_says_so() -> None:
+    out, asked = truncated_run(max_tokens=40, reask_limit=2)
+    assert asked == [40, 80, 160]  # 160 and 320 characters cut; 640 holds the answer
+    assert out.parsed == json.loads(long_json({})) and out.reasks == 2
+    assert out.lineage()["max_tokens_raised_to"] == 160
+
+
+def test_max_tokens_grows_at_most_four_fold_and_the_final_error_says_it_was_cut() -> None:
+    out, asked = truncated_run(max_tokens=20, reask_limit=3)
+    assert asked == [20, 40, 80, 80]  # capped at 4 x 20
+    assert isinstance(out, LLMResponseError)
+    assert "cut off at max_tokens=80" in str(out) and "after 3 re-asks" in str(out)
+
+
+def test_an_answer_invalid_for_another_reason_keeps_its_max_tokens() -> None:
+    async def go() -> list[int | None]:
+        asked: list[int | None] = []
+
+        def answer(request: dict[str, Any]) -> str:
+            asked.append(request.get("max_tokens"))
+            return reask_answer(request)
+
+        async with StubServer(answer=answer, cut_at_max_tokens=True) as stub:
+            c = LLMClient(
+                model="openai/stub-model",
+                litellm_params={"api_base": stub.url, "api_key": "sk-test"},
+            )
+            out = await c.complete([{"role": "user", "content": "x"}], schema=SCHEMA, max_tokens=50)
+            assert out.reasks == 1 and "max_tokens_raised_to" not in out.lineage()
+            return asked
+
+    assert asyncio.run(go()) == [50, 50]

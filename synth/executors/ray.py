@@ -32,6 +32,7 @@ from typing import Any
 from synth.engine import COMPLETE, MAX_ATTEMPTS, Clock, state_dir
 from synth.errors import ConfigError, SinkError, SynthError
 from synth.executors import absolute_payload, register
+from synth.llmlimits import paces_requests
 from synth.recipe import Recipe, from_dict
 from synth.shards import Progress, Shard, _progress, merge
 from synth.sink import PARTS, RunDir, read_manifest
@@ -137,7 +138,7 @@ class RayExecutor:
         }
         env = forwarded_env()
         gate = None
-        if rec.needs_llm and (env.get("SYNTH_LLM_RPM") or env.get("SYNTH_LLM_TPM")):
+        if rec.needs_llm and paces_requests(rec.resolved.get("limits"), env):
             actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(RateActor)
             gate = actor.remote()
         try:

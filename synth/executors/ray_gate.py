@@ -1,6 +1,7 @@
 """One request/token budget for every shard of a run: the arithmetic of the rate actor.
 
-A provider's limits (`SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`) are per account, not per process.
+A provider's limits (a recipe's `limits:` rpm / tpm, `SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`) are
+per account, not per process.
 With S shards each pacing itself at the full RPM the provider would see S times too
 many requests; dividing the limit by S wastes it whenever shards are idle or finished.
 So the Ray executor starts one small actor per run that hands out send times: each shard

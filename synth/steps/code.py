@@ -9,7 +9,11 @@ a fix loop.
   and asks for a corrected solution, up to `fix_rounds` times. The record keeps the last
   solution, its per-test results and how many fix rounds it took. Failing records flow on:
   the `unit_tests` verifier rejects them with the sandbox's reason, so rejects.jsonl says
-  why (tests_failed, timeout, memory, ...)."""
+  why (tests_failed, timeout, memory, ...).
+
+A model call that finally fails (retries spent) leaves the record flowing on with
+`meta["error"]`; later steps pass it through untouched and the chain rejects it with the
+failing step's reason (`code_solutions_llm_unavailable`, ...)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from typing import Any
 
 from synth.content import building_base_dir, load_yaml, resolve
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, failure_reason
+from synth.llmcalls import RECORD_FAILURES, failed, step_failure
 from synth.records import Record, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
@@ -147,8 +151,11 @@ def code_problems(
                     max_tokens=max_tokens, n_index=i,
                 )  # fmt: skip
             except RECORD_FAILURES as exc:
-                ctx.stats[f"code_problems_failed_{failure_reason(exc)}"] += 1
-                return []
+                data = {"topic": seed["topic"], "concept": concept, "difficulty": difficulty,
+                        "language": lang}  # fmt: skip
+                meta = {"index": i, "generator": "code_problems",
+                        "error": step_failure(ctx, "code_problems", exc)}  # fmt: skip
+                return [Record(record_id(ctx.recipe_hash, ctx.seed, i), data, meta)]
             parsed = parse_problem(text)
             data = {**parsed, "topic": seed["topic"], "concept": concept,
                     "difficulty": difficulty, "language": lang}  # fmt: skip
@@ -159,6 +166,9 @@ def code_problems(
         run_of_duplicates = 0
         # Dedup runs here, on results in index order, so it is deterministic.
         async for r in flat_ordered_map(indices(), make, concurrency):
+            if failed(r):  # no problem to compare: on to the chain, which rejects it
+                yield r
+                continue
             sh = _shingles(r.data["problem"] + " " + r.data["entry_point"])
             if not r.data["problem"].strip() or any(
                 len(sh & s) / max(1, len(sh | s)) > max_similarity for s in seen
@@ -191,6 +201,8 @@ def _derive_step(name: str, template: str, field: str, doc: str, **defaults: Any
 
         async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
             async def one(r: Record) -> list[Record]:
+                if failed(r):
+                    return [r]
                 lang = language_of(r.data.get("language"))
                 variables = {
                     "problem": r.data.get("problem", ""),
@@ -204,8 +216,7 @@ def _derive_step(name: str, template: str, field: str, doc: str, **defaults: Any
                         max_tokens=max_tokens,
                     )  # fmt: skip
                 except RECORD_FAILURES as exc:
-                    ctx.stats[f"{name}_failed_{failure_reason(exc)}"] += 1
-                    return []
+                    return [r.evolve(error=step_failure(ctx, name, exc))]
                 data = {**r.data, field: extract_code(text, lang)}
                 calls = [*r.meta.get("llm_calls", []), call]
                 return [r.evolve(data=data, llm_calls=calls)]
@@ -267,10 +278,13 @@ def code_run(
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> Record:
+            if failed(r):
+                return r
             lang = language_of(r.data.get("language"))
             solution, tests = str(r.data.get("solution", "")), str(r.data.get("tests", ""))
             calls = list(r.meta.get("llm_calls", []))
             attempts: list[dict[str, Any]] = []
+            error: dict[str, Any] = {}
             outcome = await runner.run(ctx, solution, tests, lang)
             rounds = 0
             while not outcome.ok and rounds < fix_rounds and _fixable(outcome):
@@ -289,8 +303,8 @@ def code_run(
                         ctx, template, variables, model=model, temperature=temperature,
                         max_tokens=max_tokens, n_index=rounds,
                     )  # fmt: skip
-                except RECORD_FAILURES as exc:
-                    ctx.stats[f"code_run_fix_failed_{failure_reason(exc)}"] += 1
+                except RECORD_FAILURES as exc:  # the fix rounds it was due never happened
+                    error = step_failure(ctx, "code_run_fix", exc)
                     break
                 calls.append(call)
                 rounds += 1
@@ -300,7 +314,8 @@ def code_run(
             if outcome.ok and rounds:
                 ctx.stats["code_run_fixed"] += 1
             data = {**r.data, "solution": solution, "fix_rounds": rounds, **run_results(outcome)}
-            return r.evolve(data=data, llm_calls=calls, code_run={"attempts": attempts})
+            extra = {"error": error} if error else {}
+            return r.evolve(data=data, llm_calls=calls, code_run={"attempts": attempts}, **extra)
 
         async for out in ordered_map(records, one, concurrency):
             yield out

@@ -10,7 +10,11 @@ by back-translation.
 - `code_explain`: the model explains the code in prose; then, from that explanation alone
   (code stripped out of it), it writes the code again, and the *original* tests run on the
   regenerated code. An explanation that lets someone rebuild working code is a faithful
-  one; gate it with `unit_tests` on `backtranslation.solution`."""
+  one; gate it with `unit_tests` on `backtranslation.solution`.
+
+A model call that finally fails (retries spent) makes a record with `meta["error"]` that
+the chain rejects with the step's reason (`code_translate_llm_unavailable`, ...); a record
+an earlier step failed passes through both steps untouched."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from synth.context import Context
-from synth.llmcalls import RECORD_FAILURES, clean_text, failure_reason
+from synth.llmcalls import RECORD_FAILURES, clean_text, failed, step_failure
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
@@ -77,7 +81,7 @@ def code_translate(
     runner = Runner(sandbox)
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
-        async def translate(parent: Record, k: int, target: str) -> Record | None:
+        async def translate(parent: Record, k: int, target: str) -> Record:
             src_lang = language_of(parent.data.get("language"))
             variables = {
                 "source_language": src_lang,
@@ -88,15 +92,21 @@ def code_translate(
                 "tests": parent.data["tests"],
             }
             calls: list[dict[str, Any]] = []
+            kid = child_id(parent, f"translate-{target}", k)
             try:
                 text, call = await ask(
                     ctx, template, variables, model=model, temperature=temperature,
                     max_tokens=max_tokens, n_index=k,
                 )  # fmt: skip
             except RECORD_FAILURES as exc:
-                ctx.stats[f"code_translate_failed_{failure_reason(exc)}"] += 1
-                return None
+                data = {**{f: v for f, v in parent.data.items() if f not in _PER_LANGUAGE},
+                        "language": target, "source_language": src_lang}  # fmt: skip
+                error = step_failure(ctx, "code_translate", exc)
+                meta = {**parent.meta, "parents": [parent.id], "error": error,
+                        "translation": {"from": src_lang, "to": target}}  # fmt: skip
+                return Record(kid, data, meta)
             calls.append(call)
+            error = {}
             solution, tests = extract_pair(text, target)
             outcome = await runner.run(ctx, solution, tests, target)
             rounds = 0
@@ -113,7 +123,8 @@ def code_translate(
                         ctx, fix_template, fix_vars, model=model, temperature=temperature,
                         max_tokens=max_tokens, n_index=rounds,
                     )  # fmt: skip
-                except RECORD_FAILURES:
+                except RECORD_FAILURES as exc:  # the fix rounds it was due never happened
+                    error = step_failure(ctx, "code_translate_fix", exc)
                     break
                 calls.append(call)
                 rounds += 1
@@ -137,10 +148,13 @@ def code_translate(
                 "llm_calls": [*parent.meta.get("llm_calls", []), *calls],
                 "translation": {"from": src_lang, "to": target, "fix_rounds": rounds},
                 "originals": {"solution": parent.data["solution"], "tests": parent.data["tests"]},
+                **({"error": error} if error else {}),
             }
-            return Record(child_id(parent, f"translate-{target}", k), data, meta)
+            return Record(kid, data, meta)
 
         async def children(parent: Record) -> list[Record]:
+            if failed(parent):
+                return [parent]
             if not parent.data.get("solution") or not parent.data.get("tests"):
                 ctx.stats["code_translate_skipped_incomplete"] += 1
                 return []
@@ -156,8 +170,7 @@ def code_translate(
             made = await asyncio.gather(
                 *(translate(parent, k, t) for k, t in enumerate(targets) if t != src_lang)
             )
-            kept = [r for r in made if r is not None]
-            return [parent, *kept] if keep_source else kept
+            return [parent, *made] if keep_source else list(made)
 
         async for r in flat_ordered_map(records, children, concurrency):
             yield r
@@ -202,7 +215,7 @@ def code_explain(
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> Record:
-            if only_passing and not r.data.get("passed"):
+            if failed(r) or (only_passing and not r.data.get("passed")):
                 return r
             lang = language_of(r.data.get("language"))
             base = {
@@ -211,19 +224,21 @@ def code_explain(
                 "signature": r.data.get("signature", ""),
                 "language": lang,
             }
+            calls = list(r.meta.get("llm_calls", []))
             try:
-                text, c1 = await ask(
+                text, call = await ask(
                     ctx, template, {**base, "solution": r.data.get("solution", "")},
                     model=model, temperature=temperature, max_tokens=max_tokens,
                 )  # fmt: skip
+                calls.append(call)
                 explanation = prose_only(clean_text(text))
-                back, c2 = await ask(
+                back, call = await ask(
                     ctx, back_template, {**base, "explanation": explanation},
                     model=model, temperature=0.0, max_tokens=max(max_tokens, 512),
                 )  # fmt: skip
+                calls.append(call)
             except RECORD_FAILURES as exc:
-                ctx.stats[f"code_explain_failed_{failure_reason(exc)}"] += 1
-                return r
+                return r.evolve(llm_calls=calls, error=step_failure(ctx, "code_explain", exc))
             regenerated = extract_code(back, lang)
             outcome = await runner.run(ctx, regenerated, str(r.data.get("tests", "")), lang)
             ctx.stats[f"code_explain_backtranslation_{'passed' if outcome.ok else 'failed'}"] += 1
@@ -232,7 +247,6 @@ def code_explain(
                 "explanation": explanation,
                 "backtranslation": {"solution": regenerated, **results(outcome)},
             }
-            calls = [*r.meta.get("llm_calls", []), c1, c2]
             return r.evolve(data=data, llm_calls=calls)
 
         async for out in ordered_map(records, one, concurrency):

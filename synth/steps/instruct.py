@@ -25,7 +25,7 @@ from synth.judging import (
     load_rubric,
     rubric_from,
 )
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_failure
+from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failed, lineage, step_failure
 from synth.pairwise import prefer, prefer_by_scores
 from synth.records import Record, child_id, record_id
 from synth.registry import step
@@ -176,6 +176,8 @@ def respond(
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> list[Record]:
+            if failed(r):  # an earlier step's failure: on to the chain, which rejects it
+                return [r]
             try:
                 text, call = await _text_call(
                     ctx,
@@ -256,6 +258,8 @@ def preference(
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         async def one(r: Record) -> list[Record]:
+            if failed(r):
+                return [r]
             prompt_text = str(r.data.get(field, ""))
             try:
                 (a, ca), (b, cb) = await asyncio.gather(
@@ -367,6 +371,8 @@ def reward(
         rb: Rubric = inline or load_rubric(str(rubric), ctx.base_dir, rubric_config)
 
         async def one(r: Record) -> Record | None:
+            if failed(r):
+                return r
             shown = {"instruction": r.data.get(instruction), "response": r.data.get(response)}
             try:
                 j = await judge(ctx, rb, shown, model=model, template=template, **params)

@@ -9,6 +9,7 @@ at depths cycling through `depths`. The chunk's span and achieved depth go into
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -104,7 +105,8 @@ def longqa(
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         docs = load_documents(_locate(input, ctx.base_dir), text_field=text_field)
-        count = token_counter(model or getattr(ctx.llm, "model", None))
+        # The first lookup may load a tokenizer (litellm's, or the GGUF's): off the loop.
+        count = await asyncio.to_thread(token_counter, model or getattr(ctx.llm, "model", None))
         chunks: list[Chunk] = []
         for i, d in enumerate(docs):
             chunks += chunk(d.text, max_tokens=chunk_tokens, overlap=overlap, count=count, doc=i)

@@ -15,7 +15,7 @@ from contextlib import aclosing
 from typing import Any
 
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, lineage, step_failure
+from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failed, lineage, step_failure
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
@@ -113,6 +113,8 @@ def paraphrase(
             return Record(child_id(parent, "paraphrase", j), data, meta)
 
         async def children(parent: Record) -> list[Record]:
+            if failed(parent):  # an earlier step's failure: on to the chain, which rejects it
+                return [parent]
             made = await asyncio.gather(*(child(parent, j) for j in range(k)))
             return [r for r in made if r is not None]
 

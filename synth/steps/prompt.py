@@ -5,7 +5,10 @@ The generic LLM step. The prompt is a template in `templates/prompts/<name>.j2` 
 variable the record does not have stops the run with a ConfigError naming it, instead of
 sending the model an empty hole. With `json: true` (or a `schema:`), the answer is parsed
 as JSON and validated, and the parsed value is stored. With `samples: k`, k answers per
-record become k child records, each with its own sample index in the cache key.
+record become k child records, each with its own sample index in the cache key. A call
+that finally fails (retries spent, or JSON still invalid after its re-asks) leaves the
+record flowing on with `meta["error"]`: the chain rejects it with reason
+`prompt_llm_unavailable` / `prompt_llm_response_error` into rejects.jsonl.
 
     - use: prompt
       template: product-description     # or: prompt: "Describe {{ name }} in one sentence."
@@ -23,7 +26,7 @@ from typing import Any
 
 from synth.context import Context
 from synth.errors import ConfigError
-from synth.llmcalls import RECORD_FAILURES, complete, failure_reason, lineage
+from synth.llmcalls import RECORD_FAILURES, complete, failed, lineage, step_failure
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
@@ -106,7 +109,7 @@ def prompt(
                 ]
             return msgs
 
-        async def answer(record: Record, messages: list[dict[str, str]], k: int) -> Record | None:
+        async def answer(record: Record, messages: list[dict[str, str]], k: int) -> Record:
             try:
                 c = await complete(
                     ctx,
@@ -118,8 +121,11 @@ def prompt(
                     **{key: v for key, v in sampling.items() if v is not None},
                 )
             except RECORD_FAILURES as exc:
-                ctx.stats[f"prompt_failed_{failure_reason(exc)}"] += 1
-                return None
+                error = step_failure(ctx, "prompt", exc)
+                if samples == 1:
+                    return record.evolve(error=error)
+                meta = {**record.meta, "parents": [record.id], "sample": k, "error": error}
+                return Record(child_id(record, "prompt", k), dict(record.data), meta)
             value = c.parsed if want is not None else (c.text or "").strip()
             data = {**record.data, output_field: value}
             calls = [*record.meta.get("llm_calls", []), lineage(c)]
@@ -129,9 +135,12 @@ def prompt(
             return Record(child_id(record, "prompt", k), data, meta)
 
         async def expand(record: Record) -> list[Record]:
+            if failed(record):
+                return [record]
             messages = messages_for(record)
-            made = await asyncio.gather(*(answer(record, messages, k) for k in range(samples)))
-            return [r for r in made if r is not None]
+            return list(
+                await asyncio.gather(*(answer(record, messages, k) for k in range(samples)))
+            )
 
         async for r in flat_ordered_map(records, expand, concurrency):
             yield r
