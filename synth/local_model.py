@@ -126,7 +126,8 @@ def get(name: str = DEFAULT) -> LocalModel:
 
 
 class LocalModel:
-    """One llama.cpp context behind a lock. Blocking: call it through `asyncio.to_thread`."""
+    """One llama.cpp context, used only from its own worker thread. `chat` blocks until
+    its turn has run: call it off the event loop (`asyncio.to_thread`)."""
 
     def __init__(self, path: Path, *, n_ctx: int = N_CTX, n_threads: int | None = None) -> None:
         llama_cpp = _import_llama_cpp()
