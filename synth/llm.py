@@ -275,8 +275,11 @@ class LLMClient:
             del self._inflight[key]
         fut.set_result(c)
         if self.cache is not None:
-            entry = Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd)
-            self.cache.put(key, replace(entry, finish_reason=c.finish_reason, logprobs=c.logprobs))
+            self.cache.put(
+                key,
+                Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd,
+                      c.finish_reason, c.logprobs),
+            )  # fmt: skip
         return c
 
     async def _fetch(

@@ -147,23 +147,9 @@ def test_scripted_pipeline_fix_loop_explanations_and_gate(monkeypatch: pytest.Mo
 def test_translations_are_kept_only_when_their_tests_pass() -> None:
     llm = ScriptedLLM(answer)
     ctx = make_ctx(llm)
-    sources = [
-        Record(
-            f"src{i}",
-            {
-                "problem": PROBLEMS[n]["problem"],
-                "entry_point": n,
-                "solution": PROBLEMS[n]["solution"],
-                "tests": PROBLEMS[n]["tests"],
-                "language": "python",
-            },
-            {"index": i},
-        )  # fmt: skip
-        for i, n in enumerate(PROBLEMS)
-    ]
     translate = make("step", "code_translate", languages=["javascript"], fix_rounds=1,
                      sandbox=SANDBOX)  # fmt: skip
-    out = pipeline([translate], ctx, 10, sources)
+    out = pipeline([translate], ctx, 10, sources())
     by_name = {r.data["entry_point"]: r for r in out}
     assert all(r.data["language"] == "javascript" for r in out)
     assert (

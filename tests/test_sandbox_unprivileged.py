@@ -115,28 +115,16 @@ class User:
     userns: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
+    def _as_user(self) -> dict[str, Any]:
+        return {"user": self.uid, "group": self.uid, "extra_groups": [], "env": self.env,
+                "cwd": self.home}  # fmt: skip
+
     def popen(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            argv,
-            user=self.uid,
-            group=self.uid,
-            extra_groups=[],
-            env=self.env,
-            cwd=self.home,
-            **kw,
-        )
+        return subprocess.Popen(argv, **self._as_user(), **kw)
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            argv,
-            user=self.uid,
-            group=self.uid,
-            extra_groups=[],
-            env=self.env,
-            cwd=self.home,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            argv, **self._as_user(), capture_output=True, text=True, timeout=timeout
         )
 
     def synth(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,7 @@ from typing import Any
 from synth.errors import SandboxError
 
 from .limits import SandboxSettings
+from .runtime.server import tasks_of
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 RT_MOUNT = "/opt/rt"
@@ -168,20 +169,6 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _tasks_of(uid: int) -> int:
-    n = 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/status") as fh:
-                    fields = dict(line.split(":", 1) for line in fh if ":" in line)
-                if int(fields["Uid"].split()[0]) == uid:
-                    n += int(fields.get("Threads", "1"))
-            except (OSError, KeyError, ValueError):
-                continue
-    return n
-
-
 @dataclass(frozen=True)
 class Launch:
     argv: list[str]
@@ -267,7 +254,7 @@ def bwrap_launch(settings: SandboxSettings, uid: int | None) -> Launch:
         # namespace, Linux >= 5.14) or every task of our uid on the host (older kernels,
         # where this snapshot of them is what it adds to the job's limit).
         cfg["userns"] = True
-        cfg["nproc_base"] = _tasks_of(os.getuid()) + 64
+        cfg["nproc_base"] = tasks_of(os.getuid()) + 64
     args += ["--", py, "-I", "-S", "-B", "-c", SERVER_CODE, json.dumps(cfg)]
     return Launch(args, cfg)
 
@@ -282,5 +269,5 @@ def unsafe_launch(settings: SandboxSettings, uid: int | None, job_root: str) -> 
     )
     cfg["site"] = sorted({os.path.dirname(src) for src, _ in _site_binds()})
     if uid is None:
-        cfg["nproc_base"] = _tasks_of(os.getuid()) + 64
+        cfg["nproc_base"] = tasks_of(os.getuid()) + 64
     return Launch([py, "-I", "-S", "-B", "-c", code, json.dumps(cfg)], cfg)

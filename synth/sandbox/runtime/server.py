@@ -381,7 +381,7 @@ class Server:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
         base = 0
         if self.nproc_scope == "jail":
-            base = _tasks_here() - 1  # the server's tasks (this process is the job's own)
+            base = tasks_of(os.getuid()) - 1  # the server's tasks (this process is the job's own)
         elif self.nproc_scope == "host":
             base = self.nproc_base
         nproc = int(lim.get("nproc", 32)) + base
@@ -407,9 +407,9 @@ def _unlock(top: str) -> None:
                 os.chmod(path, 0o700)
 
 
-def _tasks_here() -> int:
-    """Tasks (threads count: RLIMIT_NPROC counts them) of our uid that we can see."""
-    uid, n = os.getuid(), 0
+def tasks_of(uid: int) -> int:
+    """Tasks (threads count: RLIMIT_NPROC counts them) of `uid` that we can see."""
+    n = 0
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -430,7 +430,7 @@ def _nproc_counted_in_jail() -> bool:
     if pid == 0:  # pragma: no cover  (runs in the child)
         code = 1
         try:
-            limit = _tasks_here() + 1
+            limit = tasks_of(os.getuid()) + 1
             resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
             kid = os.fork()
             if kid == 0:
