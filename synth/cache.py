@@ -81,11 +81,30 @@ def request_key(
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """Open (and on first use create) the cache file. Processes of one run open the same
+    new file at once, and switching it to WAL can fail with "database is locked" without
+    waiting for SQLite's busy timeout, so opening is retried for as long as that timeout."""
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
     conn.execute("PRAGMA busy_timeout=30000")
-    return conn
+    deadline, pause = time.monotonic() + 30.0, 0.01
+    while True:
+        try:
+            _prepare(conn)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                conn.close()
+                raise
+        time.sleep(pause)  # noqa: TID251  (only while another process creates the file)
+        pause = min(pause * 2, 0.5)
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        conn.execute("PRAGMA journal_mode=WAL")  # persistent: only the file's creator
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives a killed process
+    conn.execute(_SCHEMA)
+    _migrate(conn)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -108,8 +127,6 @@ class ResponseCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db: sqlite3.Connection | None = _connect(self.path)
-        self._db.execute(_SCHEMA)
-        _migrate(self._db)
 
     @property
     def db(self) -> sqlite3.Connection:
