@@ -28,6 +28,7 @@ from .cache import FILENAME, Entry, ResponseCache, request_key
 from .errors import BudgetExceeded, ConfigError, LLMError, LLMResponseError, LLMTransientError
 from .llmlimits import ModelLimits, Table, per_model
 from .llmlimits import resolve as resolve_limits
+from .openai_http import HTTPTransport, RefusedParam, speaks_openai
 from .ratelimit import Limiter, Limits
 from .redaction import redact, secret_values
 from .retrying import RetryPolicy, retry_after, retrying
@@ -117,6 +118,7 @@ class LLMClient:
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         model_limits: dict[str, ModelLimits] | None = None,
+        transport: str = "litellm",
         max_cost_usd: float | None = None,
         max_tokens: int | None = None,
         reask_limit: int = 2,
@@ -127,6 +129,7 @@ class LLMClient:
         self.limits = limits or Limits()  # for models without an entry in model_limits
         self.retry = retry or RetryPolicy()
         self.model_limits = dict(model_limits or {})
+        self.transport = transport  # for models without an entry in model_limits
         self.budget = Budget(max_cost_usd=max_cost_usd, max_tokens=max_tokens)
         self.reask_limit = reask_limit
         self.litellm_params = dict(litellm_params or {})
@@ -137,6 +140,7 @@ class LLMClient:
         self._failures_in_a_row = 0
         self._down: LLMError | None = None
         self._no_logprobs: set[str] = set()  # models whose provider refused them
+        self._http: HTTPTransport | None = None
 
     # -- the seam
 
@@ -218,6 +222,8 @@ class LLMClient:
     async def aclose(self) -> None:
         if self.cache is not None:
             self.cache.close()
+        if self._http is not None:
+            await self._http.aclose()
 
     # -- one plain call: cache, single-flight, budget, admission, retries
 
@@ -350,11 +356,13 @@ class LLMClient:
         u.cost_usd += c.cost_usd
         return c
 
-    # -- litellm
+    # -- transports: litellm, or for OpenAI-compatible endpoints a direct one
 
     async def _transport(
         self, model: str, messages: list[Message], send: dict[str, Any]
     ) -> Completion:
+        if self._uses_http(model):
+            return await self._http_transport(model, messages, send)
         lib = _litellm()
         if model.startswith("local/"):
             await _ensure_local(lib, model)
@@ -400,6 +408,44 @@ class LLMClient:
             finish_reason=getattr(choice, "finish_reason", None),
             logprobs=_token_logprobs(logprobs),
         )
+
+    async def _http_transport(
+        self, model: str, messages: list[Message], send: dict[str, Any]
+    ) -> Completion:
+        if self._http is None:
+            p = self.litellm_params
+            self._http = HTTPTransport(
+                api_base=p.get("api_base") or p.get("base_url"),
+                api_key=p.get("api_key"),
+                extra_headers=p.get("extra_headers"),
+                secrets=self._secrets,
+            )
+        started = time.perf_counter()
+        limit = self._retry(model).timeout
+        try:
+            a = await self._http.chat(model, messages, send, time_limit=limit)
+        except RefusedParam:
+            if not send.get("logprobs"):
+                raise
+            self._no_logprobs.add(model)  # as in _transport: ask again without them
+            send = {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
+            a = await self._http.chat(model, messages, send, time_limit=limit)
+        _after_first_call()  # the price came from litellm's map: its objects are loaded
+        return Completion(
+            text=a.text,
+            model=model,
+            input_tokens=a.input_tokens,
+            output_tokens=a.output_tokens,
+            cost_usd=0.0,  # priced from litellm's map by _fetch
+            latency_s=time.perf_counter() - started,
+            finish_reason=a.finish_reason,
+            logprobs=_token_logprobs(a.logprobs) if send.get("logprobs") else None,
+        )
+
+    def _uses_http(self, model: str) -> bool:
+        own = self.model_limits.get(model)
+        transport = own.transport if own is not None else self.transport
+        return transport == "http" and speaks_openai(model)
 
     def _takes_logprobs(self, model: str) -> bool:
         """Whether to send a logprobs request to this model's provider."""
@@ -480,6 +526,7 @@ def client_for_run(
         limits=limits or fallback.limits,
         retry=retry or fallback.retry,
         model_limits=per_model(limits_table),
+        transport=fallback.transport,
         max_cost_usd=max_cost_usd,
         max_tokens=max_tokens,
         litellm_params=litellm_params,

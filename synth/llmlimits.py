@@ -3,11 +3,17 @@
     limits:
       openai/gpt-4o-mini: {max_concurrency: 32, rpm: 500, tpm: 200000}
       default: {timeout: 60, max_attempts: 4}
+      hosted_vllm/my-model: {max_concurrency: 256, transport: http}
 
 Each setting of a model comes from the first of: its `SYNTH_LLM_*` environment variable
 (an override for one run, applied to every model), the model's own entry, the `default`
 entry, the built-in default. The recipe's JSON Schema validates the table; the recipe hash
 leaves it out, so raising a limit resumes the same run instead of starting another.
+
+`transport: http` sends an OpenAI-compatible model's calls (`openai/`, `hosted_vllm/`)
+through `synth.openai_http` instead of litellm: the same requests at a fraction of the
+client CPU, for endpoints fast enough that litellm's overhead sets the pace. It applies
+to those providers only; other models keep litellm.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .openai_http import TRANSPORTS, speaks_openai
 from .ratelimit import Limits
 from .retrying import RetryPolicy
 
@@ -29,12 +36,14 @@ ENV = {
     "timeout": "SYNTH_LLM_TIMEOUT",
     "max_attempts": "SYNTH_LLM_MAX_ATTEMPTS",
 }
-BUILTIN: dict[str, float | None] = {
+TRANSPORT_ENV = "SYNTH_LLM_TRANSPORT"
+BUILTIN: dict[str, float | str | None] = {
     "max_concurrency": 64,
     "rpm": None,
     "tpm": None,
     "timeout": 120.0,
     "max_attempts": 6,
+    "transport": "litellm",
 }
 
 Table = Mapping[str, Mapping[str, Any]]
@@ -46,6 +55,7 @@ class ModelLimits:
 
     limits: Limits
     retry: RetryPolicy
+    transport: str = "litellm"  # "http": synth.openai_http, for OpenAI-compatible models
 
 
 def resolve(
@@ -56,6 +66,7 @@ def resolve(
     return ModelLimits(
         Limits(max_concurrency=max(1, int(s["max_concurrency"])), rpm=s["rpm"], tpm=s["tpm"]),
         RetryPolicy(max_attempts=max(1, int(s["max_attempts"])), timeout=float(s["timeout"])),
+        str(s["transport"]),
     )
 
 
@@ -76,7 +87,36 @@ def settings(
         value = env_number(name, env)
         if value is not None:
             merged[key] = value
+    transport = (os.environ if env is None else env).get(TRANSPORT_ENV, "").strip()
+    if transport:
+        if transport not in TRANSPORTS:
+            raise ConfigError(
+                "unknown transport",
+                file="environment",
+                path=TRANSPORT_ENV,
+                expected=" or ".join(TRANSPORTS),
+                found=transport,
+                fix=f"set {TRANSPORT_ENV}=http (OpenAI-compatible endpoints) or unset it",
+            )
+        merged["transport"] = transport
     return merged
+
+
+def check(table: Table | None, *, file: str) -> None:
+    """What the recipe schema cannot say: `transport: http` only on a model whose
+    endpoint speaks the OpenAI wire format (a `default` entry may set it for all: it then
+    applies to those models only)."""
+    for model, entry in (table or {}).items():
+        explicit = model != DEFAULT and (entry or {}).get("transport") == "http"
+        if explicit and not speaks_openai(model):
+            raise ConfigError(
+                "transport http needs an OpenAI-compatible endpoint",
+                file=file,
+                path=f"$.limits.{model}.transport",
+                expected="a model string starting with openai/ or hosted_vllm/",
+                found=model,
+                fix="drop `transport: http` for this model (litellm serves it)",
+            )
 
 
 def paces_requests(table: Table | None, env: Mapping[str, str] | None = None) -> bool:

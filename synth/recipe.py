@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from . import content, registry, schema
+from . import content, llmlimits, registry, schema
 from .chain import Chain, Named
 from .context import Context
 from .errors import ConfigError, SynthError
@@ -207,6 +207,7 @@ def from_dict(
     if model is not None:
         resolved["model"] = model
     schema.check(resolved, schema.packaged("recipe.json"), file=where, what="recipe")
+    llmlimits.check(resolved.get("limits"), file=where)
 
     concurrency = int(resolved.get("concurrency", DEFAULT_CONCURRENCY))
     steps = tuple(_step_spec(i, s, where, concurrency) for i, s in enumerate(resolved["steps"]))

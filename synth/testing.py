@@ -157,6 +157,7 @@ class StubStats:
     in_flight: int = 0
     max_in_flight: int = 0
     prompts: collections.Counter[str] = field(default_factory=collections.Counter)
+    clients: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -168,6 +169,8 @@ class StubStats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "distinct_prompts": len(self.prompts),  # answered ones, by first user message
+            # Requests per client library: the User-Agent's first product ("synth", ...).
+            "clients": dict(self.clients),
         }
 
 
@@ -280,6 +283,7 @@ class StubServer:
 
         s = self.stats
         s.requests += 1
+        s.clients[request.headers.get("User-Agent", "-").split("/", 1)[0]] += 1
         body = await request.json()
         if self.api_key is not None:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ")

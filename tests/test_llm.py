@@ -2,7 +2,9 @@
 
 Every test here talks HTTP to `synth.testing.StubServer` on 127.0.0.1 with a litellm
 model string (`openai/<name>` + `api_base`), so retries, admission control, caching and
-accounting are exercised exactly as a user's run exercises them."""
+accounting are exercised exactly as a user's run exercises them. Tests parametrized by
+`transport` run once through litellm and once through synth's own OpenAI-compatible
+transport (`transport: http`, `synth.openai_http`): both must behave the same."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from tenacity import wait_none
 
 from synth.errors import BudgetExceeded, ConfigError, LLMError, LLMTransientError
 from synth.llm import Completion, LLMClient, RetryPolicy
+from synth.openai_http import TRANSPORTS
 from synth.ratelimit import Limits
 from synth.records import read_jsonl
 from synth.testing import StubServer
@@ -34,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "openai/stub-model"
 SYNTH = str(Path(sys.executable).with_name("synth"))
 SECRET = "sk-test-SECRET-3f9a1c7e5b"
+both_transports = pytest.mark.parametrize("transport", TRANSPORTS)
 
 
 def user(text: str) -> list[dict[str, str]]:
@@ -62,18 +66,21 @@ async def warm(c: LLMClient, stub: StubServer) -> None:
     stub.reset()
 
 
-def test_every_request_ends_correct_despite_500s_and_a_concurrency_cap() -> None:
+@both_transports
+def test_every_request_ends_correct_despite_500s_and_a_concurrency_cap(transport: str) -> None:
     async def go() -> tuple[list[Completion], dict[str, Any], dict[str, Any]]:
         async with StubServer(
             latency=0.01, max_inflight=8, retry_after=0.05, error_rate=0.05, seed=3
         ) as stub:
-            c = client(stub, limits=Limits(max_concurrency=32))
+            c = client(stub, limits=Limits(max_concurrency=32), transport=transport)
             await warm(c, stub)
             out = await asyncio.gather(*(c.complete(user(f"q{i}")) for i in range(200)))
             return out, stub.stats.as_dict(), c.usage()
 
     out, stats, usage = asyncio.run(go())
     assert [r.text for r in out] == [f"echo: q{i}" for i in range(200)]
+    served_by = {"litellm": "AsyncOpenAI", "http": "synth"}[transport]  # the User-Agent
+    assert set(stats["clients"]) == {served_by}
     assert stats["500"] > 0 and stats["429"] > 0  # the faults really happened
     assert stats["max_in_flight"] <= 8
     assert usage["failures"] == 0
@@ -132,9 +139,13 @@ def test_identical_concurrent_calls_share_one_request() -> None:
     assert sum(not r.cached for r in out) == 1
 
 
-def test_an_unreachable_endpoint_fails_after_the_attempt_cap_with_its_reason() -> None:
+@both_transports
+def test_an_unreachable_endpoint_fails_after_the_attempt_cap_with_its_reason(
+    transport: str,
+) -> None:
     c = LLMClient(
         model=MODEL,
+        transport=transport,
         retry=RetryPolicy(wait=wait_none(), max_attempts=3, timeout=5),
         litellm_params={"api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "sk-test"},
     )
@@ -166,10 +177,11 @@ def test_a_dead_endpoint_stops_the_run_instead_of_failing_every_record() -> None
     assert c.usage()["requests"] == 3 * 2  # nothing more is sent once it is down
 
 
-def test_a_slow_answer_times_out_and_is_retried() -> None:
+@both_transports
+def test_a_slow_answer_times_out_and_is_retried(transport: str) -> None:
     async def go() -> tuple[float, dict[str, Any]]:
         async with StubServer(latency=1.5) as stub:
-            c = client(stub, attempts=2, timeout=0.3)
+            c = client(stub, attempts=2, timeout=0.3, transport=transport)
             t0 = time.perf_counter()
             with pytest.raises(LLMTransientError):
                 await c.complete(user("slow"))
@@ -179,14 +191,17 @@ def test_a_slow_answer_times_out_and_is_retried() -> None:
     assert stats["requests"] == 2 and elapsed < 1.4
 
 
+@both_transports
 def test_rejected_credentials_stop_the_run_without_leaking_the_key(
-    monkeypatch: pytest.MonkeyPatch,
+    transport: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
 
     async def go() -> ConfigError:
         async with StubServer(api_key="sk-the-right-one") as stub:
-            c = LLMClient(model=MODEL, litellm_params={"api_base": stub.url})  # key from env
+            c = LLMClient(  # the key comes from the environment
+                model=MODEL, litellm_params={"api_base": stub.url}, transport=transport
+            )
             with pytest.raises(ConfigError) as err:
                 await c.complete(user("x"))
             return err.value
@@ -215,10 +230,11 @@ def test_a_token_cap_refuses_calls_before_passing_it() -> None:
     assert c.usage()["total_tokens"] <= 120
 
 
-def test_a_cost_cap_uses_litellms_prices() -> None:
+@both_transports
+def test_a_cost_cap_uses_litellms_prices(transport: str) -> None:
     async def go() -> tuple[int, dict[str, Any]]:
         async with StubServer() as stub:
-            c = client(stub, model="openai/gpt-4o-mini", max_cost_usd=0.00005)
+            c = client(stub, model="openai/gpt-4o-mini", max_cost_usd=0.00005, transport=transport)
             done = 0
             with pytest.raises(BudgetExceeded) as err:
                 for i in range(1000):
@@ -380,7 +396,10 @@ def test_the_cost_cap_stops_a_run_cleanly_and_no_secret_is_written(tmp_path: Pat
 # --------------------------------------------------------------------------- logprobs
 
 
-def test_logprobs_come_back_when_asked_and_are_cached_with_the_answer(tmp_path: Path) -> None:
+@both_transports
+def test_logprobs_come_back_when_asked_and_are_cached_with_the_answer(
+    transport: str, tmp_path: Path
+) -> None:
     from synth.cache import FILENAME, ResponseCache
     from synth.testing import echo_logprobs
 
@@ -388,7 +407,7 @@ def test_logprobs_come_back_when_asked_and_are_cached_with_the_answer(tmp_path: 
 
     async def go() -> tuple[list[Completion], int]:
         async with StubServer(answer=lambda request: "Yes it is") as stub:
-            c = client(stub, cache=ResponseCache(tmp_path / FILENAME))
+            c = client(stub, cache=ResponseCache(tmp_path / FILENAME), transport=transport)
             plain = await c.complete(ask)  # cached without logprobs first
             scored = await c.complete(ask, logprobs=True, top_logprobs=2)
             again = await c.complete(ask, logprobs=True, top_logprobs=2)
@@ -406,10 +425,11 @@ def test_logprobs_come_back_when_asked_and_are_cached_with_the_answer(tmp_path: 
     assert requests == 2  # the answer without logprobs was not served to the call wanting them
 
 
-def test_an_endpoint_that_refuses_logprobs_is_asked_again_without_them() -> None:
+@both_transports
+def test_an_endpoint_that_refuses_logprobs_is_asked_again_without_them(transport: str) -> None:
     async def go() -> tuple[list[Completion], int, dict[str, Any]]:
         async with StubServer(answer=lambda r: "no", refuse_params=["logprobs"]) as stub:
-            c = client(stub)
+            c = client(stub, transport=transport)
             first = await c.complete(user("q1"), logprobs=True, top_logprobs=3)
             after_first = stub.stats.requests
             second = await c.complete(user("q2"), logprobs=True, top_logprobs=3)
@@ -446,3 +466,55 @@ def test_openai_token_counts_are_exact_and_need_no_network() -> None:
     for model in ("openai/stub-model", "hosted_vllm/meta-llama/Meta-Llama-3-8B-Instruct"):
         assert token_counter(model) is None
         assert count_tokens(text, model=model) == approx_tokens(text)
+
+
+# --------------------------------------------------------------------------- transport: http
+
+
+def test_http_transport_retries_an_answer_that_is_not_a_chat_completion() -> None:
+    """A 200 whose body is not a chat completion (a proxy cut it off) is transient: asked
+    again, and the second, whole answer is the one kept."""
+    from aiohttp import web
+
+    bodies = [b'{"choices": [{"mess', json.dumps(
+        {"choices": [{"message": {"content": "whole"}, "finish_reason": "stop"}],
+         "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    ).encode()]  # fmt: skip
+
+    async def chat(request: web.Request) -> web.Response:
+        return web.Response(body=bodies.pop(0), content_type="application/json")
+
+    async def go() -> tuple[Completion, dict[str, Any]]:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", chat)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            c = LLMClient(
+                model=MODEL,
+                transport="http",
+                retry=RetryPolicy(wait=wait_none(), max_attempts=3),
+                litellm_params={"api_base": f"http://127.0.0.1:{port}/v1"},
+            )
+            out = await c.complete(user("x"))
+            await c.aclose()
+            return out, c.usage()
+        finally:
+            await runner.cleanup()
+
+    out, usage = asyncio.run(go())
+    assert out.text == "whole" and (out.input_tokens, out.output_tokens) == (3, 1)
+    assert usage["requests"] == 2 and usage["retries"] == 1
+
+
+def test_http_transport_needs_an_endpoint_for_a_self_hosted_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HOSTED_VLLM_API_BASE", raising=False)
+    c = LLMClient(model="hosted_vllm/my-model", transport="http")
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(c.complete(user("x")))
+    assert err.value.path == "HOSTED_VLLM_API_BASE" and "export" in (err.value.fix or "")

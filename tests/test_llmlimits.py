@@ -14,6 +14,7 @@ from synth.errors import ConfigError
 from synth.llm import LLMClient
 from synth.llmlimits import paces_requests, resolve
 from synth.recipe import from_dict
+from synth.records import read_jsonl
 from synth.testing import StubServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,16 @@ def test_environment_variables_override_the_recipe_for_every_model() -> None:
     assert err.value.path == "SYNTH_LLM_RPM"
 
 
+def test_the_transport_comes_from_the_table_or_the_environment() -> None:
+    table = {"default": {"transport": "http"}, "openai/a": {"transport": "litellm"}}
+    assert resolve(table, "openai/b", {}).transport == "http"
+    assert resolve(table, "openai/a", {}).transport == "litellm"
+    assert resolve(None, "openai/a", {"SYNTH_LLM_TRANSPORT": "http"}).transport == "http"
+    with pytest.raises(ConfigError, match="unknown transport") as err:
+        resolve(None, "openai/a", {"SYNTH_LLM_TRANSPORT": "grpc"})
+    assert err.value.path == "SYNTH_LLM_TRANSPORT"
+
+
 def test_a_sharded_run_shares_a_budget_only_when_some_model_is_paced() -> None:
     assert paces_requests(TABLE, {})
     assert paces_requests({"openai/a": {"tpm": 1000}}, {})
@@ -71,6 +82,13 @@ def prompt_recipe(**extra: Any) -> dict[str, Any]:
         ({"default": {"max_concurrency": 2.5}}, "$.limits.default.max_concurrency", 2.5),
         ({"default": {"rps": 3}}, "$.limits.default", None),
         ({"default": "fast"}, "$.limits.default", "fast"),
+        ({"default": {"transport": "grpc"}}, "$.limits.default.transport", "grpc"),
+        # The http transport speaks the OpenAI wire format only.
+        (
+            {"anthropic/claude-x": {"transport": "http"}},
+            "$.limits.anthropic/claude-x.transport",
+            "anthropic/claude-x",
+        ),
     ],
 )
 def test_a_bad_limit_is_a_config_error_with_its_path(limits: Any, path: str, found: Any) -> None:
@@ -111,12 +129,16 @@ def run_burst(tmp_path: Path, mp: pytest.MonkeyPatch, recipe: dict[str, Any], **
 def test_a_recipe_rpm_below_the_servers_sees_no_429s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paced = prompt_recipe(limits={"openai/stub-model": {"rpm": 450}})
+    # Enough attempts to outlast the server's 1 s window: the unpaced run's 429'd calls
+    # (Retry-After 0.05 s) must not add up to an endpoint taken for down.
+    patient = {"default": {"max_attempts": 40}}
+    paced = prompt_recipe(limits={"openai/stub-model": {"rpm": 450}, **patient})
     result, stats = run_burst(tmp_path / "paced", monkeypatch, paced)
     assert result.kept == 20 and stats["ok"] >= 20
     assert stats["429"] == 0 and result.manifest["llm"]["rate_limited"] == 0
-    unpaced, burst = run_burst(tmp_path / "unpaced", monkeypatch, prompt_recipe())
+    unpaced, burst = run_burst(tmp_path / "unpaced", monkeypatch, prompt_recipe(limits=patient))
     assert burst["429"] > 0  # the same run without the recipe's rpm trips the server
+    assert unpaced.kept == 20
 
 
 @pytest.mark.slow  # spawns two worker processes that import litellm
@@ -140,3 +162,27 @@ def test_shard_processes_use_the_recipes_limits(
     llm = result.manifest["llm"]
     assert llm["failures"] >= 6 and llm["retries"] == 0  # one attempt each, not six
     assert stats["500"] == stats["requests"] >= 6
+
+
+def test_a_recipe_can_send_its_calls_over_synths_own_http_transport(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`transport: http` for a `default` reaches every OpenAI-compatible model of the run:
+    the stub sees synth's client, never litellm's, and faults are retried as usual."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
+    recipe = prompt_recipe(limits={"default": {"transport": "http"}})
+
+    async def go() -> tuple[Any, dict[str, Any]]:
+        async with StubServer(
+            latency=0.05, error_rate=0.2, max_inflight=4, retry_after=0.05, seed=5
+        ) as stub:
+            monkeypatch.setenv("OPENAI_API_BASE", stub.url)
+            result = await synth.run(recipe, n=20, out=tmp_path / "out")
+            return result, stub.stats.as_dict()
+
+    result, stats = asyncio.run(go())
+    assert result.kept == 20 and stats["500"] > 0 and stats["429"] > 0
+    assert stats["clients"] == {"synth": stats["requests"]}
+    texts = [r.data["completion"] for r in read_jsonl(tmp_path / "out" / "data.jsonl")]
+    assert all(t.startswith("echo: Summarize ") for t in texts)

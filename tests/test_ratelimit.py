@@ -112,7 +112,7 @@ def test_tpm_makes_a_caller_wait_for_tokens() -> None:
 
 def storm(adaptive: bool) -> dict[str, Any]:
     async def go() -> dict[str, Any]:
-        async with StubServer(latency=0.02, max_inflight=10, retry_after=0.05) as stub:
+        async with StubServer(latency=0.1, max_inflight=10, retry_after=0.05) as stub:
             c = LLMClient(
                 model="openai/stub-model",
                 limits=Limits(max_concurrency=40, adaptive=adaptive),

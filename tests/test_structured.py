@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from synth.errors import LLMResponseError
 from synth.llm import LLMClient, RetryPolicy
+from synth.openai_http import TRANSPORTS
 from synth.structured import extract_json, parse_answer
 from synth.testing import StubServer
 
@@ -105,12 +106,14 @@ def test_an_answer_that_stays_invalid_is_a_response_error_not_a_transport_retry(
     assert asyncio.run(go())["requests"] == 3  # the first ask + 2 re-asks, no transport retries
 
 
-def test_truncated_answers_from_the_stub_are_repaired_by_re_asking() -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_truncated_answers_from_the_stub_are_repaired_by_re_asking(transport: str) -> None:
     async def go() -> tuple[list[Any], dict[str, Any]]:
         async with StubServer(bad_json_rate=0.3, seed=5) as stub:
             c = LLMClient(
                 model="openai/stub-model",
                 reask_limit=4,
+                transport=transport,
                 litellm_params={"api_base": stub.url, "api_key": "sk-test"},
             )
             out = await asyncio.gather(
@@ -128,7 +131,8 @@ def test_truncated_answers_from_the_stub_are_repaired_by_re_asking() -> None:
     assert [o.parsed["echo"] for o in out] == [f"json please {i}" for i in range(20)]
 
 
-def test_native_schema_support_sends_response_format() -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_native_schema_support_sends_response_format(transport: str) -> None:
     async def go() -> dict[str, Any]:
         seen: list[dict[str, Any]] = []
 
@@ -139,6 +143,7 @@ def test_native_schema_support_sends_response_format() -> None:
         async with StubServer(answer=answer) as stub:
             c = LLMClient(
                 model="openai/gpt-4o-mini",  # litellm says it supports response schemas
+                transport=transport,
                 litellm_params={"api_base": stub.url, "api_key": "sk-test"},
             )
             out = await c.complete([{"role": "user", "content": "a product"}], schema=SCHEMA)
