@@ -310,9 +310,9 @@ def test_instructions_recipe_on_the_local_model(
     if reason:
         pytest.skip(reason)
     result, manifest, _ = run_recipe_on_local_model(
-        "instructions-judged", tmp_path, monkeypatch, n=2, max_attempts=8
+        "instructions-judged", tmp_path, monkeypatch, n=1, max_attempts=8
     )
-    assert result.kept >= 1, manifest["counts"]
+    assert result.kept == 1, manifest["counts"]
     for r in read_jsonl(result.data_path):
         assert r.data["instruction"] and r.data["response"]
         judged = r.meta["verdicts"][-1]

@@ -325,7 +325,7 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         "long-context-qa",
         tmp_path,
         monkeypatch,
-        n=2,
+        n=1,  # one kept example proves the path; each attempt costs the 135M model ~7 s
         settings={
             "context_tokens": 1500,
             "questions_per_chunk": 1,
@@ -334,7 +334,7 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         },
         max_attempts=16,  # the 135M model writes a usable, grounded QA about 1 time in 10
     )
-    assert result.kept >= 1, manifest["counts"]
+    assert result.kept == 1, manifest["counts"]
     for r in read_jsonl(result.data_path):
         info = r.meta["longqa"]
         assert r.data["context"][info["span"][0] : info["span"][1]]

@@ -1,20 +1,13 @@
-"""Test kit that ships with synth: a scripted fake LLM and a fault-injecting stub server.
+"""`StubServer`: a loopback OpenAI-compatible chat endpoint that misbehaves on request.
 
-`ScriptedLLM` implements the same `complete` seam as the real client, so a step can be
-unit-tested without a model. `StubServer` is a real OpenAI-compatible HTTP server on
-loopback (aiohttp) that misbehaves on request: latency and jitter, 429 with `Retry-After`
-above a concurrency or RPM limit, a rate of 500s, truncated JSON. LLM tests drive the
-real litellm path against it (`model="openai/<name>"`, `api_base=stub.url`), so retries,
-rate limits and caching are tested end to end rather than by patching internals.
-
-Run it on its own (for benchmarks or by hand):
-
-    python -m synth.testing stub --port 0 --latency 0.2 --max-inflight 50
+Latency and jitter, 429 with `Retry-After` above a concurrency or RPM limit, a rate of
+500s, truncated JSON, a 401 that quotes a wrong key, 400s for refused parameters, and
+`/stats`. LLM tests drive the real client against it (`model="openai/<name>"`,
+`api_base=stub.url`), so retries, rate limits and caching are tested end to end.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import hashlib
@@ -22,89 +15,15 @@ import json
 import math
 import random
 import re
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LLMResponseError
-
 Answer = Callable[[dict[str, Any]], str]
 # (request, answer text) -> per generated token, {token: logprob}: the token itself first,
 # then its alternatives.
 Logprobs = Callable[[dict[str, Any], str], Sequence[Mapping[str, float]]]
-
-
-# --------------------------------------------------------------------------- scripted fake
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptedCall:
-    """One call the fake received: what a test asserts on."""
-
-    messages: list[dict[str, Any]]
-    model: str | None
-    schema: dict[str, Any] | None
-    params: dict[str, Any]
-
-
-class ScriptedLLM:
-    """A fake LLM with the real client's seam (`complete`, `usage`, `aclose`).
-
-    `script` is either a function `(messages, **params) -> str | dict` or a sequence of
-    answers consumed in order (a str is the completion text; a dict is a parsed JSON
-    answer; an exception instance is raised). With a schema, str answers are parsed and
-    validated the way the real client does, so a step sees the same errors."""
-
-    def __init__(
-        self, script: Callable[..., Any] | Sequence[Any], *, model: str = "scripted"
-    ) -> None:
-        self._fn = script if callable(script) else None
-        self._queue: collections.deque[Any] = collections.deque([] if callable(script) else script)
-        self.model = model
-        self.calls: list[ScriptedCall] = []
-
-    async def complete(
-        self,
-        messages: list[dict[str, Any]],
-        *,
-        model: str | None = None,
-        schema: dict[str, Any] | None = None,
-        **params: Any,
-    ) -> Any:
-        from .llm import Completion
-        from .structured import parse_answer
-
-        self.calls.append(ScriptedCall(list(messages), model, schema, dict(params)))
-        if self._fn is not None:
-            answer = self._fn(messages, **params)
-        elif self._queue:
-            answer = self._queue.popleft()
-        else:
-            raise LLMResponseError("ScriptedLLM ran out of scripted answers")
-        if isinstance(answer, BaseException):
-            raise answer
-        text = answer if isinstance(answer, str) else json.dumps(answer)
-        parsed = parse_answer(text, schema) if schema is not None else None
-        return Completion(
-            text=text,
-            parsed=parsed,
-            model=model or self.model,
-            input_tokens=sum(len(str(m.get("content", ""))) for m in messages) // 4,
-            output_tokens=len(text) // 4,
-            template_hash=params.get("template_hash"),
-            n_index=int(params.get("n_index", 0)),
-        )
-
-    def usage(self) -> dict[str, Any]:
-        return {"calls": len(self.calls), "cache_hits": 0, "cost_usd": 0.0}
-
-    async def aclose(self) -> None:
-        return None
-
-
-# --------------------------------------------------------------------------- stub server
 
 
 def _question(request: dict[str, Any]) -> str:
@@ -378,49 +297,3 @@ async def fetch_stats(base_url: str) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session, session.get(f"{root}/stats") as resp:
         out: dict[str, Any] = await resp.json()
         return out
-
-
-def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m synth.testing")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("stub", help="serve the fault-injecting OpenAI-compatible stub")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--latency", type=float, default=0.0)
-    p.add_argument("--jitter", type=float, default=0.0)
-    p.add_argument("--max-inflight", type=int, default=None)
-    p.add_argument("--rpm", type=int, default=None)
-    p.add_argument("--retry-after", type=float, default=1.0)
-    p.add_argument("--error-rate", type=float, default=0.0)
-    p.add_argument("--bad-json-rate", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        parser.error("the stub only listens on loopback")
-
-    async def serve() -> None:
-        stub = StubServer(
-            latency=args.latency,
-            jitter=args.jitter,
-            max_inflight=args.max_inflight,
-            rpm=args.rpm,
-            retry_after=args.retry_after,
-            error_rate=args.error_rate,
-            bad_json_rate=args.bad_json_rate,
-            seed=args.seed,
-            host=args.host,
-            port=args.port,
-        )
-        async with stub:
-            print(stub.url, flush=True)
-            await asyncio.Event().wait()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())
