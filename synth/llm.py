@@ -361,35 +361,36 @@ class LLMClient:
     async def _transport(
         self, model: str, messages: list[Message], send: dict[str, Any]
     ) -> Completion:
-        if self._uses_http(model):
-            return await self._http_transport(model, messages, send)
+        ask = self._ask_http if self._uses_http(model) else self._ask_litellm
+        try:
+            return await ask(model, messages, send)
+        except RefusedParam:
+            if not send.get("logprobs"):
+                raise
+            # The provider's model map said yes but the endpoint says no: ask again
+            # without them, and do not send them to this model again.
+            self._no_logprobs.add(model)
+            return await ask(
+                model, messages, {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
+            )
+
+    async def _ask_litellm(
+        self, model: str, messages: list[Message], send: dict[str, Any]
+    ) -> Completion:
         lib = _litellm()
         if model.startswith("local/"):
             await _ensure_local(lib, model)
         started = time.perf_counter()
-
-        async def ask(params: dict[str, Any]) -> Any:
-            return await lib.acompletion(
+        try:
+            resp = await lib.acompletion(
                 model=model,
                 messages=messages,
                 timeout=self._retry(model).timeout,
                 num_retries=0,
                 max_retries=0,
                 **self.litellm_params,
-                **params,
+                **send,
             )
-
-        try:
-            try:
-                resp = await ask(send)
-            except Exception as exc:
-                if not (send.get("logprobs") and _refuses_logprobs(lib, exc)):
-                    raise
-                # litellm said yes but the endpoint says no: ask again without them, and
-                # do not send them to this model again.
-                self._no_logprobs.add(model)
-                send = {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
-                resp = await ask(send)
         except Exception as exc:
             raise _translate(exc, lib, model, self._secrets) from exc
         _after_first_call()
@@ -409,7 +410,7 @@ class LLMClient:
             logprobs=_token_logprobs(logprobs),
         )
 
-    async def _http_transport(
+    async def _ask_http(
         self, model: str, messages: list[Message], send: dict[str, Any]
     ) -> Completion:
         if self._http is None:
@@ -421,15 +422,7 @@ class LLMClient:
                 secrets=self._secrets,
             )
         started = time.perf_counter()
-        limit = self._retry(model).timeout
-        try:
-            a = await self._http.chat(model, messages, send, time_limit=limit)
-        except RefusedParam:
-            if not send.get("logprobs"):
-                raise
-            self._no_logprobs.add(model)  # as in _transport: ask again without them
-            send = {k: v for k, v in send.items() if k not in _LOGPROB_PARAMS}
-            a = await self._http.chat(model, messages, send, time_limit=limit)
+        a = await self._http.chat(model, messages, send, time_limit=self._retry(model).timeout)
         _after_first_call()  # the price came from litellm's map: its objects are loaded
         return Completion(
             text=a.text,
@@ -664,6 +657,8 @@ def _translate(exc: Exception, lib: Any, model: str, secrets: list[str]) -> Exce
         return LLMTransientError(text, retry_after=waited, status=status)
     if isinstance(exc, asyncio.TimeoutError | OSError):
         return LLMTransientError(text)
+    if _refuses_logprobs(lib, exc):
+        return RefusedParam(text)
     return LLMResponseError(text)
 
 

@@ -62,7 +62,8 @@ class Answer:
 
 
 class RefusedParam(LLMResponseError):
-    """A 400 that names a parameter the endpoint does not take (e.g. logprobs)."""
+    """A 400 that names logprobs: an OpenAI-compatible endpoint without them (either
+    transport raises it; the client then asks again without them)."""
 
 
 class HTTPTransport:
@@ -151,11 +152,11 @@ class HTTPTransport:
     async def _open(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
+            from importlib.metadata import version
+
             import aiohttp
 
             self._loop = loop
-            from importlib.metadata import version
-
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0),
                 headers={"User-Agent": f"synth/{version('synth')}"},
