@@ -52,7 +52,7 @@ run: install
 	$(BIN)/synth run recipes/$(RECIPE).yaml -n $(N) --seed $(SEED) --out $(OUT)
 
 collapse-demo: install
-	$(BIN)/python -m synth.collapse_demo --out out/collapse-demo
+	$(BIN)/python -m synth.curate.collapse_demo --out out/collapse-demo
 
 # One night of the shipped batch (today's date; DATE=YYYY-MM-DD for another night).
 nightly: install

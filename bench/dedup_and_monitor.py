@@ -6,7 +6,7 @@
 Documents come from a Zipfian bigram language (30k words, 256 successors each), with 5%
 of them planted as near-copies (one word changed: Jaccard of 5-grams about 0.84) of
 earlier ones. Both contenders get the same texts, the same tokenisation
-(`synth.lexical.words`), word 5-gram shingles, 112 permutations (seed 1, datasketch's
+(`synth.text.lexical.words`), word 5-gram shingles, 112 permutations (seed 1, datasketch's
 affine32 scheme) and 14 bands x 8 rows, and do keep-first streaming dedup (query, insert
 if new). datasketch is called the fastest documented way: `MinHash.generator` (bulk) and
 `MinHashLSH(params=(14, 8))`. Each runs in its own forked process so its peak memory can
@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth.dedup import Deduper, LSHParams  # noqa: E402
-from synth.lexical import words  # noqa: E402
+from synth.curate.dedup import Deduper, LSHParams  # noqa: E402
+from synth.text.lexical import words  # noqa: E402
 
 PARAMS = LSHParams(bands=14, rows=8)
 
@@ -130,8 +130,8 @@ def bench_dedup(texts: list[str], planted: np.ndarray) -> None:
 
 
 def bench_monitor(texts: list[str], anchor_texts: list[str]) -> None:
-    from synth.diversity import Corpus, Reference, measure
-    from synth.monitor import Anchor, MonitorConfig, monitor
+    from synth.curate.diversity import Corpus, Reference, measure
+    from synth.curate.monitor import Anchor, MonitorConfig, monitor
 
     print(f"== collapse monitor, {len(texts)} docs")
     t0 = time.perf_counter()

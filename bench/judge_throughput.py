@@ -76,7 +76,7 @@ def recipe(concurrency: int) -> dict[str, Any]:
 
 async def pipeline(n: int, concurrency: int, stub: StubServer, out: Path) -> dict[str, Any]:
     import synth
-    from synth.recipe import from_dict
+    from synth.runner.recipe import from_dict
 
     stub.reset()
     rec = from_dict(recipe(concurrency), base_dir=ROOT)

@@ -13,7 +13,7 @@ Goodput is the bound N x latency / min(concurrency, server cap) divided by the w
 of waves or latency jitters: `ceiling` is what a client with zero overhead would reach
 (the same N requests, latencies drawn the stub's way, each slot refilled the moment it
 frees; for B the 5% of 500s are sent again): for B and C about 94-95%. `synth` is synth
-through litellm, `http` is synth with `transport: http` (`synth.openai_http`). Each client
+through litellm, `http` is synth with `transport: http` (`synth.llm.http`). Each client
 runs in a fresh process. The bare loop is `litellm.acompletion` under an asyncio.Semaphore
 with litellm's defaults (the OpenAI SDK's own retries: what a user gets without synth).
 Also measured: `synth --help` start-up and local-model tokens/s through synth vs
@@ -84,14 +84,14 @@ async def _bare(url: str, n: int, concurrency: int) -> dict[str, object]:
 async def _synth(url: str, n: int, concurrency: int, transport: str) -> dict[str, object]:
     sys.path.insert(0, str(ROOT))
     from synth.errors import LLMError
-    from synth.llm import client_for_run
-    from synth.ratelimit import Limits
+    from synth.llm.client import client_for_run
+    from synth.llm.ratelimit import RateLimits
 
     with tempfile.TemporaryDirectory() as state:
         client = client_for_run(
             model=MODEL,
             state_dir=state,
-            limits=Limits(max_concurrency=concurrency),
+            limits=RateLimits(max_concurrency=concurrency),
             limits_table={"default": {"transport": transport}},
             litellm_params={"api_base": url, "api_key": KEY},
         )
@@ -235,7 +235,7 @@ def _local_side(side: str, prompts: int) -> dict[str, float]:
     """One side of the local-model comparison, in this (fresh) process: tokens/s, and for
     synth the share of its call time spent inside llama.cpp."""
     sys.path.insert(0, str(ROOT))
-    from synth import local_model
+    from synth.llm import local_model
 
     msgs = [
         [{"role": "user", "content": f"Write two sentences about product number {i}."}]
@@ -257,7 +257,7 @@ def _local_side(side: str, prompts: int) -> dict[str, float]:
             toks += r["usage"]["completion_tokens"]
         return {"tps": toks / (time.perf_counter() - t)}
 
-    from synth.llm import LLMClient
+    from synth.llm.client import LLMClient
 
     inside = [0.0]
     model = local_model.get()
@@ -296,7 +296,7 @@ def local_tokens_per_s(prompts: int) -> tuple[float, float, float] | None:
         import llama_cpp  # noqa: F401
 
         sys.path.insert(0, str(ROOT))
-        from synth import local_model
+        from synth.llm import local_model
 
         local_model.model_path()
     except Exception:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from synth.sandbox import Limits, SandboxSettings, get_pool, run_tests
+from synth.sandbox import SandboxLimits, SandboxSettings, get_pool, run_tests
 
 TRIVIAL = ("def answer():\n    return 42\n", "def test_answer():\n    assert answer() == 42\n")
 UNITTEST = (
@@ -100,7 +100,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=200, help="sandbox jobs per measurement")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     args = ap.parse_args()
-    settings = SandboxSettings(workers=2, limits=Limits())
+    settings = SandboxSettings(workers=2, limits=SandboxLimits())
     pool = get_pool(settings)
     asyncio.run(pool.start())
     layers = pool.last_layers

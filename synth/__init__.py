@@ -8,9 +8,9 @@ or a script needs is re-exported here; the submodules are the implementation.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from .chain import Chain, Named, Verdict
-from .context import Context, derive_seed, rng_for
-from .errors import (
+from synth.chain import Chain, Named, Verdict
+from synth.context import Context, derive_seed, rng_for
+from synth.errors import (
     BudgetExceeded,
     ConfigError,
     LLMError,
@@ -20,13 +20,13 @@ from .errors import (
     SinkError,
     SynthError,
 )
-from .records import Record, child_id, content_hash, read_jsonl, record_id, write_jsonl
-from .registry import step, verifier
+from synth.records import Record, child_id, content_hash, read_jsonl, record_id, write_jsonl
+from synth.registry import step, verifier
 
 if _TYPE_CHECKING:
-    from .api import RunResult, resolve, run, stream
-    from .recipe import Recipe
-    from .recipe import load as load_recipe
+    from synth.api import RunResult, resolve, run, stream
+    from synth.runner.recipe import Recipe
+    from synth.runner.recipe import load as load_recipe
 
 # The runner and the recipe loader pull in jsonschema, yaml and jinja2: load them on first
 # use so that `synth --help` and plugins importing `synth.step` start fast.
@@ -35,19 +35,16 @@ _LAZY = {
     "resolve": ("api", "resolve"),
     "run": ("api", "run"),
     "stream": ("api", "stream"),
-    "Recipe": ("recipe", "Recipe"),
-    "load_recipe": ("recipe", "load"),
+    "Recipe": ("runner.recipe", "Recipe"),
+    "load_recipe": ("runner.recipe", "load"),
 }
 
 
 def __getattr__(name: str) -> _Any:
-    if name == "__version__":  # importlib.metadata costs ~0.1 s: only when asked
-        from importlib.metadata import PackageNotFoundError, version
+    if name == "__version__":
+        from synth.runner.rundir import synth_version
 
-        try:
-            return version("synth")
-        except PackageNotFoundError:  # a source tree that was never installed
-            return "0.0.0+local"
+        return synth_version()
     if name in _LAZY:
         import importlib
 

@@ -5,64 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from . import shards
-from .context import Context
-from .engine import COMPLETE, MAX_ATTEMPTS, MAX_SECONDS, Clock, Limits, Tally, open_llm, outcomes
-from .errors import ConfigError
-from .executors import Executor, get_executor
-from .recipe import Recipe, from_dict, load
-from .records import Record, read_jsonl
-from .shards import plan as plan_shards
-from .sink import DATA, REJECTS, RunDir
+from synth.errors import ConfigError
+from synth.executors import Executor, get_executor
+from synth.records import Record
+from synth.runner.engine import RunLimits, Tally, open_llm, outcomes
+from synth.runner.recipe import Recipe, from_dict, load
+from synth.runner.rundir import RunDir
+from synth.runner.shard import (
+    Progress,
+    RunResult,
+    ShardJob,
+    base_manifest,
+    context_for,
+    run_one,
+)
+from synth.runner.shard import plan as plan_shards
 
 RecipeRef = str | Path | Recipe | dict[str, Any]
-_SECRETISH = ("key", "token", "secret", "password")
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """What `run` did. `manifest` is the content of `manifest.json`."""
-
-    out: Path
-    manifest: dict[str, Any]
-    resumed: bool = False
-    already_done: bool = False  # the directory held this finished run; nothing was done
-    resumed_from: dict[str, Any] = field(default_factory=dict)
-    monitor: dict[str, Any] | None = None  # the recipe's `monitor:` report, if it has one
-    mix: dict[str, Any] | None = None  # the recipe's `mix:` report, if it has one
-
-    @property
-    def kept(self) -> int:
-        return int(self.manifest.get("counts", {}).get("kept", 0))
-
-    @property
-    def generated(self) -> int:
-        return int(self.manifest.get("counts", {}).get("generated", 0))
-
-    @property
-    def rejected(self) -> int:
-        return int(self.manifest.get("counts", {}).get("rejected", 0))
-
-    @property
-    def stop_reason(self) -> str | None:
-        return self.manifest.get("stop_reason")
-
-    @property
-    def data_path(self) -> Path:
-        return self.out / DATA
-
-    @property
-    def rejects_path(self) -> Path:
-        return self.out / REJECTS
-
-    def records(self) -> Iterator[Record]:
-        return read_jsonl(self.data_path)
 
 
 async def run(
@@ -83,7 +46,7 @@ async def run(
     max_seconds: float | None = None,
     max_cost_usd: float | None = None,
     max_tokens: int | None = None,
-    on_progress: shards.Progress | None = None,
+    on_progress: Progress | None = None,
 ) -> RunResult:
     """Generate `n` records that pass the recipe's verifiers into `out` (default
     `out/<recipe name>`). Re-running with the same arguments resumes a killed run and does
@@ -103,23 +66,13 @@ async def run(
     workers = await exe.shard_count(workers=workers, shards=shards)  # shards: the run's identity
     plan = plan_shards(n, workers, attempts)
     out_dir = Path(out) if out is not None else Path("out") / rec.name
-    payload = {
-        "raw": rec.raw,
-        "file": str(rec.file) if rec.file else None,
-        "base_dir": str(rec.base_dir),
-        "settings": rec.overrides,
-        "model": rec.model,
-        "seed": seed,
-        "n": n,
-        "budget": budget,
-        "no_cache": no_cache,
-    }
+    job = ShardJob.of(rec, seed=seed, n=n, budget=budget, no_cache=no_cache)
     identity = {"recipe_hash": rec.hash, "seed": seed, "n": n, "shard": None, "workers": workers}
     top = RunDir(out_dir, identity, force=force)
-    state = top.open(_base_manifest(rec, seed=seed, n=n, budget=budget, workers=workers))
+    state = top.open(base_manifest(rec, seed=seed, n=n, budget=budget, workers=workers))
     try:
         if workers == 1 and exe.in_process:
-            result = await _run_one(
+            result = await run_one(
                 rec,
                 plan[0],
                 top,
@@ -133,7 +86,7 @@ async def run(
             result = RunResult(out_dir, state.manifest, True, True)
         else:
             manifest = await exe.run(
-                payload, plan, top, elapsed_before=state.elapsed, on_progress=on_progress
+                job, plan, top, elapsed_before=state.elapsed, on_progress=on_progress
             )
             result = RunResult(out_dir, manifest, resumed=state.resumed)
     finally:
@@ -147,14 +100,14 @@ async def _after_run(rec: Recipe, result: RunResult, *, seed: int) -> RunResult:
     if result.stop_reason != "done" or not (rec.monitor or rec.mix):
         return result
     if rec.monitor:
-        from .monitor import monitor_from_config
+        from synth.curate.monitor import monitor_from_config
 
         report = await asyncio.to_thread(
             monitor_from_config, rec.monitor, result.out, base_dir=rec.base_dir, seed=seed
         )
         result = dataclasses.replace(result, monitor=report)
     if rec.mix and (result.monitor or {}).get("status") != "fail":
-        from .mixer import mix_from_config
+        from synth.curate.mixer import mix_from_config
 
         report = await asyncio.to_thread(
             mix_from_config, rec.mix, result.out, base_dir=rec.base_dir, seed=seed
@@ -179,13 +132,13 @@ async def stream(
     (ids and data) are the ones `run` with the same arguments writes to `data.jsonl`."""
     rec = resolve(recipe, settings=settings, model=model, input=input)
     budget = _budget(rec, max_attempts, max_seconds, None, None)
-    limits = Limits(
+    limits = RunLimits(
         n=n,
         max_attempts=budget["max_attempts"] or rec.budget.attempts_for(n),
         max_seconds=budget["max_seconds"],
     )
     llm = open_llm(rec, no_cache=no_cache)
-    ctx = _context(rec, seed=seed, llm=llm, start_index=0, run_dir=None)
+    ctx = context_for(rec, seed=seed, llm=llm, start_index=0, run_dir=None)
     try:
         async for outcome in outcomes(rec, ctx, limits, Tally()):
             if outcome.ok:
@@ -232,152 +185,6 @@ def resolve(
     return load(recipe, settings=overrides, model=model)
 
 
-def run_shard_in_process(payload: dict[str, Any]) -> dict[str, Any]:
-    """Entry point of a `--workers` process: run one shard into its part directory."""
-    import asyncio
-
-    rec = from_dict(
-        payload["raw"],
-        file=Path(payload["file"]) if payload["file"] else None,
-        base_dir=Path(payload["base_dir"]),
-        settings=payload["settings"],
-        model=payload["model"],
-    )
-    shard = shards.Shard(**payload["shard"])
-
-    async def main() -> dict[str, Any]:
-        identity = {
-            "recipe_hash": rec.hash,
-            "seed": payload["seed"],
-            "n": shard.n,
-            "shard": [shard.index, shard.count, shard.start, shard.stop],
-            "workers": shard.count,
-        }
-        part = RunDir(payload["out"], identity)
-        base = _base_manifest(
-            rec, seed=payload["seed"], n=shard.n, budget=payload["budget"], workers=shard.count
-        )
-        state = part.open(base)
-        try:
-            result = await _run_one(
-                rec,
-                shard,
-                part,
-                state,
-                budget=payload["budget"],
-                seed=payload["seed"],
-                no_cache=payload["no_cache"],
-                on_progress=None,
-            )
-        finally:
-            part.close()
-        return result.manifest
-
-    return asyncio.run(main())
-
-
-async def _run_one(
-    rec: Recipe,
-    shard: shards.Shard,
-    rd: RunDir,
-    state: Any,
-    *,
-    budget: dict[str, Any],
-    seed: int,
-    no_cache: bool,
-    on_progress: shards.Progress | None,
-) -> RunResult:
-    tally: Tally = state.tally
-    limits = Limits(
-        n=shard.n,
-        max_attempts=shard.max_attempts,
-        max_seconds=budget["max_seconds"],
-        elapsed=state.elapsed,
-        stop_index=shard.stop,
-    )
-    previous_llm = state.manifest.get("llm")
-    if state.finished:
-        if not _can_continue(tally, limits):
-            return RunResult(rd.path, state.manifest, True, True)
-        rd.reopen()
-    clock = Clock(state.elapsed)
-    llm = open_llm(
-        rec,
-        no_cache=no_cache,
-        spent=previous_llm,
-        budget_override={k: budget[k] for k in ("max_cost_usd", "max_tokens")},
-    )
-    start = shard.start if state.start_index is None else state.start_index
-    ctx = _context(rec, seed=seed, llm=llm, start_index=start, run_dir=rd.path, shard=shard)
-    prev_stats = Counter(state.manifest.get("stats") or {})
-
-    def report() -> None:
-        if on_progress is not None:
-            on_progress({"n": shard.n, **tally.to_dict(), "elapsed_s": clock.elapsed})
-
-    def extras() -> dict[str, Any]:
-        usage = llm.usage() if llm is not None else None
-        return {
-            "stats": dict(sorted((prev_stats + _step_stats(ctx)).items())),
-            "llm": shards.sum_usage([previous_llm, usage]),
-        }
-
-    try:
-        async for outcome in outcomes(rec, ctx, limits, tally, skip=state.skip):
-            if rd.add(outcome, tally, elapsed=clock.elapsed):
-                report()
-    except BaseException:
-        rd.checkpoint(tally, elapsed=clock.elapsed, **extras())  # resume starts from here
-        raise
-    finally:
-        if llm is not None:
-            await llm.aclose()
-    manifest = rd.finish(tally, elapsed=clock.elapsed, **extras())
-    report()
-    return RunResult(
-        rd.path,
-        manifest,
-        resumed=state.resumed,
-        resumed_from={"kept": state.tally.kept} if state.resumed else {},
-    )
-
-
-def _can_continue(tally: Tally, limits: Limits) -> bool:
-    """A finished run continues only when it stopped on a budget that is now larger."""
-    if tally.stop_reason in COMPLETE:
-        return False
-    if tally.stop_reason == MAX_ATTEMPTS:
-        return limits.max_attempts > tally.generated and (
-            limits.stop_index is None  # a shard's index range is fixed
-        )
-    if tally.stop_reason == MAX_SECONDS:
-        return limits.max_seconds is None or limits.max_seconds > limits.elapsed
-    return True  # a cost/token cap: the LLM layer knows what is left and stops again if none
-
-
-def _context(
-    rec: Recipe,
-    *,
-    seed: int,
-    llm: Any,
-    start_index: int,
-    run_dir: Path | None,
-    shard: shards.Shard | None = None,
-) -> Context:
-    return Context(
-        seed=seed,
-        recipe_name=rec.name,
-        recipe_hash=rec.hash,
-        base_dir=rec.base_dir,
-        run_dir=run_dir,
-        settings=dict(rec.settings),
-        llm=llm,
-        start_index=start_index,
-        shard=shard.index if shard else 0,
-        shards=shard.count if shard else 1,
-    )
-
-
 def _budget(
     rec: Recipe,
     max_attempts: int | None,
@@ -392,44 +199,6 @@ def _budget(
         "max_cost_usd": max_cost_usd if max_cost_usd is not None else b.max_cost_usd,
         "max_tokens": max_tokens if max_tokens is not None else b.max_tokens,
     }
-
-
-def _base_manifest(
-    rec: Recipe, *, seed: int, n: int, budget: dict[str, Any], workers: int
-) -> dict[str, Any]:
-    from . import __version__
-
-    return {
-        "synth_version": __version__,
-        "recipe": {
-            "name": rec.name,
-            "file": str(rec.file) if rec.file else None,
-            "hash": rec.hash,
-        },
-        "seed": seed,
-        "n": n,
-        "model": rec.model,
-        "settings": {k: _redact(k, v) for k, v in rec.settings.items()},
-        "budget": {k: v for k, v in budget.items() if v is not None},
-        "workers": workers,
-        "outputs": [DATA, REJECTS],
-    }
-
-
-def _redact(key: str, value: Any) -> Any:
-    return "***" if any(s in key.lower() for s in _SECRETISH) else value
-
-
-def _step_stats(ctx: Context) -> Counter[str]:
-    """Counters steps added to ctx.stats; the chain's own kept/rejected counters are left
-    out because records still in flight when the run stopped inflate them."""
-    return Counter(
-        {
-            k: v
-            for k, v in ctx.stats.items()
-            if k not in ("kept", "rejected") and not k.startswith("rejected_")
-        }
-    )
 
 
 __all__ = ["RunResult", "resolve", "run", "stream"]

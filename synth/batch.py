@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .context import derive_seed
-from .errors import ConfigError, SynthError
-from .report import DATE_DIR, load_json
+from synth.context import derive_seed
+from synth.errors import ConfigError, SynthError
+from synth.files import write_json_atomic
+from synth.report.run import DATE_DIR, load_json
 
 log = logging.getLogger("synth.batch")
 BATCH_FILE, HISTORY = "batch.json", ".history"
@@ -71,8 +72,8 @@ class Batch:
 
 def load_batch(path: str | Path, *, out: str | Path | None = None) -> Batch:
     """Read and validate a batch file (errors name the file and JSON path)."""
-    from .content import load_yaml
-    from .schema import check, packaged
+    from synth.content import load_yaml
+    from synth.schema import check, packaged
 
     path = Path(path)
     raw = load_yaml(path)
@@ -145,7 +146,7 @@ async def run_batch(
 async def _run_entry(
     batch: Batch, entry: Entry, date: str, options: dict[str, Any]
 ) -> dict[str, Any]:
-    from . import api
+    from synth import api
 
     run_dir = batch.night_dir(date) / entry.name
     seed = batch.night_seed(date, entry)
@@ -161,7 +162,7 @@ async def _run_entry(
         info["status"] = "done" if result.stop_reason == "done" else "incomplete"
         if batch.dedup_history:
             history = batch.out / batch.name / HISTORY / entry.name / f"{date}.npy"
-            from .verifiers.seen_before import write_digests
+            from synth.verifiers.seen_before import write_digests
 
             await asyncio.to_thread(write_digests, run_dir / "data.jsonl", history)
         redo = not result.already_done
@@ -185,8 +186,8 @@ async def _run_entry(
 
 def _recipe_for(batch: Batch, entry: Entry, date: str) -> Any:
     """The entry's recipe with `seen_before` first in its chain."""
-    from .content import load_yaml, resolve
-    from .recipe import from_dict
+    from synth.content import load_yaml, resolve
+    from synth.runner.recipe import from_dict
 
     file = resolve("recipes", entry.recipe, batch.root, file=str(batch.file), path="recipe")
     raw = load_yaml(file)
@@ -206,7 +207,7 @@ def _monitor(batch: Batch, entry: Entry, run_dir: Path, seed: int, redo: bool) -
     report_file = run_dir / "monitor_report.json"
     report = load_json(report_file)
     if redo or not report:
-        from .monitor import monitor_from_config
+        from synth.curate.monitor import monitor_from_config
 
         cfg = {"series": f"{batch.name}/{entry.name}", **(entry.monitor or {})}
         report = monitor_from_config(
@@ -219,7 +220,7 @@ def _mix(batch: Batch, entry: Entry, run_dir: Path, seed: int, redo: bool) -> di
     out = run_dir / "mixed"
     report = load_json(out / "mix_report.json")
     if redo or not report:
-        from .mixer import mix_from_config
+        from synth.curate.mixer import mix_from_config
 
         report = mix_from_config(dict(entry.mix or {}), run_dir, base_dir=batch.root, seed=seed)
     counts = report.get("counts") or {}
@@ -233,7 +234,7 @@ def _mix(batch: Batch, entry: Entry, run_dir: Path, seed: int, redo: bool) -> di
 
 
 def _run_report(run_dir: Path) -> None:
-    from .report import write_report
+    from synth.report.run import write_report
 
     report, manifest = run_dir / "report.html", run_dir / "manifest.json"
     newest = max(
@@ -245,7 +246,7 @@ def _run_report(run_dir: Path) -> None:
 
 
 def _batch_report(night: Path) -> None:
-    from .batch_report import write_batch_report
+    from synth.report.batch import write_batch_report
 
     write_batch_report(night)
 
@@ -353,11 +354,7 @@ def _delta(a: Any, b: Any) -> float | None:
 
 
 def _write(night: Path, manifest: dict[str, Any]) -> None:
-    import json
-
-    tmp = night / (BATCH_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(night / BATCH_FILE)
+    write_json_atomic(night / BATCH_FILE, manifest)
 
 
 def _lock(night: Path) -> int:

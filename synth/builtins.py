@@ -5,7 +5,7 @@ module of `synth.steps` and `synth.verifiers`. A module there must keep heavy im
 import importlib
 import pkgutil
 
-from . import steps, verifiers
+from synth import steps, verifiers
 
 for _pkg in (steps, verifiers):
     for _info in pkgutil.iter_modules(_pkg.__path__):

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .context import Context
-from .records import Record
+from synth.context import Context
+from synth.records import Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from synth.errors import ConfigError, NotFound
 
 KINDS = ("recipes", "templates", "verifiers")
 
@@ -96,7 +96,7 @@ def resolve(
             note_used(c)
             return c
     known = sorted({p.stem for root in (base_dir, Path.cwd()) for p in _listing(root / kind)})
-    raise ConfigError(
+    raise NotFound(
         f"no {kind[:-1]} named {ref!r}",
         file=file,
         path=path,
@@ -112,7 +112,7 @@ def load_yaml(file: str | Path) -> Any:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
+        raise NotFound(
             "file not found",
             file=str(file),
             expected="an existing YAML file",

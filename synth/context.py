@@ -7,7 +7,10 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synth.llm.types import LLM
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +29,7 @@ class Context:
     run_dir: Path | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     stats: Counter[str] = field(default_factory=Counter)
-    llm: Any = None
+    llm: LLM | None = None
     start_index: int = 0
     shard: int = 0
     shards: int = 1

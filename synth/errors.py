@@ -53,6 +53,11 @@ class ConfigError(SynthError):
         return "\n".join(lines)
 
 
+class NotFound(ConfigError):
+    """A file, template or prompt the configuration names does not exist. A loader that
+    may look again from another base directory catches this, and only this."""
+
+
 class LLMError(SynthError):
     """A model call failed."""
 

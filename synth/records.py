@@ -62,22 +62,21 @@ def content_hash(obj: Any) -> str:
 def read_jsonl(path: str | Path) -> Iterator[Record]:
     """Records from a JSONL file written by synth. A trailing partial line (a run killed
     mid-write) is ignored; resume truncates it."""
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.endswith("\n") and line.strip():
-                yield Record.from_json(line)
+    from synth.files import jsonl_lines  # records is the kernel's bottom: no cycle
+
+    for _, obj in jsonl_lines(path, what="a synth record"):
+        yield Record(obj["id"], obj["data"], obj.get("meta", {}))
 
 
 def write_jsonl(path: str | Path, records: Iterable[Record]) -> int:
     """Write records atomically (temp file + rename); returns how many were written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    from synth.files import atomic_output  # records is the kernel's bottom: no cycle
+
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_output(path) as fh:
         for r in records:
             fh.write(r.to_json() + "\n")
             n += 1
-    tmp.replace(path)
     return n
 
 

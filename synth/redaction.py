@@ -10,12 +10,22 @@ import os
 import re
 from collections.abc import Iterable
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+# The one policy for "this name holds a secret", used for environment variables (redaction,
+# what a Ray worker is sent) and recipe settings (the manifest): a name is a secret's when
+# one of its words ends with one of these, so `OPENAI_API_KEY`, `apikey` and `db_password`
+# are, and `keyboard_layout` is not.
+_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS")
+_WORD = re.compile(r"[^A-Za-z0-9]+")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a variable or setting called `name` holds a secret (see `_SECRET_WORDS`)."""
+    return any(w.upper().endswith(_SECRET_WORDS) for w in _WORD.split(name) if w)
 
 
 def secret_values(extra: Iterable[object] = ()) -> list[str]:
     """Values of environment variables named like secrets, plus `extra`, longest first."""
-    values = [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 8]
+    values = [v for k, v in os.environ.items() if is_secret_name(k) and len(v) >= 8]
     values += [str(x) for x in extra if x]
     return sorted(set(values), key=len, reverse=True)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import ConfigError
+from synth.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,7 +75,7 @@ def load_plugins() -> None:
     _loaded = True
     from importlib.metadata import entry_points
 
-    from . import builtins  # noqa: F401  (registers on import)
+    from synth import builtins  # noqa: F401  (registers on import)
 
     # Local plugins without packaging (and test fixtures in spawned workers): a comma-separated
     # list of importable modules. The environment reaches `--workers` processes unchanged.

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from .errors import ConfigError
+from synth.errors import ConfigError
 
 
 def json_path(err: ValidationError) -> str:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
+import engine_fixtures as fx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import engine_fixtures as fx  # noqa: E402
-
-import synth  # noqa: E402
+import synth
 
 
 def test_all_lists_exactly_the_public_names_and_each_exists() -> None:

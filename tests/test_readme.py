@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from synth.recipe import from_dict
+from synth.runner.recipe import from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

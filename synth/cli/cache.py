@@ -25,8 +25,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synth.cache import FILENAME, ResponseCache
-    from synth.engine import state_dir
+    from synth.files import state_dir
+    from synth.llm.cache import FILENAME, ResponseCache
 
     path = Path(args.state_dir or state_dir()) / FILENAME
     if not path.exists():

@@ -34,8 +34,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synth.dedup import Deduper, LSHParams
+    from synth.curate.dedup import Deduper, LSHParams
     from synth.errors import ConfigError
+    from synth.files import atomic_output
 
     if args.no_exact and not args.near:
         raise ConfigError("nothing to do", expected="--near, or exact dedup (drop --no-exact)")
@@ -55,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
                 _flush(dd, batch, dropped)
                 batch = []
         _flush(dd, batch, dropped)
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
     dups = open(args.dups, "w", encoding="utf-8") if args.dups else None  # noqa: SIM115
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with atomic_output(args.out) as fh:
             for key, line in _raw(files):
                 dup = dropped.get(key)
                 if dup is None:
@@ -72,13 +71,12 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if dups:
             dups.close()
-    tmp.replace(out)
     if not args.quiet:
         kept = counts["read"] - counts["exact"] - counts["near"]
         print(f"kept {kept} of {counts['read']} records ({counts['exact']} exact, "
               f"{counts['near']} near duplicates removed; near: {params.bands} bands x "
               f"{params.rows} rows, P(merge) {params.probability(args.threshold):.2f} at "
-              f"Jaccard {args.threshold}) -> {out}")  # fmt: skip
+              f"Jaccard {args.threshold}) -> {args.out}")  # fmt: skip
     return 0
 
 
@@ -92,7 +90,7 @@ def _flush(dd: Any, batch: list[tuple[tuple[int, int], str, str]], dropped: dict
 
 
 def _data_file(p: Path) -> Path:
-    from synth.batches import open_batch
+    from synth.curate.inputs import open_batch
 
     return open_batch(p).data_file
 
@@ -132,7 +130,7 @@ def _is_real(obj: dict[str, Any]) -> bool:
 
 
 def _text(obj: dict[str, Any]) -> str:
-    from synth.lexical import text_of
+    from synth.text.lexical import text_of
 
     return text_of(obj["data"] if isinstance(obj.get("data"), dict) and "id" in obj else obj)
 

@@ -34,8 +34,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synth.curate.export import ALIASES, export
     from synth.errors import ConfigError
-    from synth.export import ALIASES, export
 
     src = Path(args.data)
     if not src.is_file():

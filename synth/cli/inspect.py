@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
 def inspect_file(path: Path) -> dict[str, Any]:
     from synth.errors import ConfigError
-    from synth.fieldstats import Profile
+    from synth.runner.fieldstats import Profile
 
     if not path.is_file():
         raise ConfigError(

@@ -85,9 +85,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synth.decontam import DecontamConfig
-    from synth.ingest import Clean
-    from synth.mixer import MixConfig, mix
+    from synth.curate.decontam import DecontamConfig
+    from synth.curate.ingest import Clean
+    from synth.curate.mixer import MixConfig, mix
 
     config = MixConfig(
         strategy=args.strategy,

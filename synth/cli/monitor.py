@@ -50,8 +50,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from synth.curate.monitor import MonitorConfig, monitor_path
     from synth.errors import ConfigError
-    from synth.monitor import MonitorConfig, monitor_path, write_json_atomic
+    from synth.files import write_json_atomic
 
     for name in ("sample_docs", "self_bleu_sample", "baseline_draws"):
         if getattr(args, name) < 2:

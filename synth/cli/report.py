@@ -26,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
 
     target = Path(args.dir)
     if (target / "batch.json").is_file():
-        from synth.batch_report import write_batch_report
+        from synth.report.batch import write_batch_report
 
         path = write_batch_report(target, out=args.out)
     elif (target / "manifest.json").is_file():
-        from synth.report import write_report
+        from synth.report.run import write_report
 
         path = write_report(target, out=args.out)
     else:

@@ -53,14 +53,14 @@ def run(args: argparse.Namespace) -> int:
 
     from synth import api
     from synth.executors import get_executor
-    from synth.recipe import parse_overrides
+    from synth.runner.recipe import parse_overrides
 
     quiet = getattr(args, "quiet", False)
     recipe = api.resolve(
         args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
     )
     if getattr(args, "dry_run", False):
-        from synth.dryrun import estimate, format_estimate
+        from synth.runner.dryrun import estimate, format_estimate
 
         print(format_estimate(estimate(recipe, args.n, seed=args.seed), recipe.budget))
         return 0
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if not result.already_done or not (result.out / "report.html").exists():
-        from synth.report import write_report  # report.html: a page a person can open
+        from synth.report.run import write_report  # report.html: a page a person can open
 
         write_report(result.out)
     if not quiet:

@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
 async def _select(args: argparse.Namespace, lines: list[dict[str, Any]], model: str) -> Any:
     from pathlib import Path
 
-    from synth import llm
     from synth.context import Context
-    from synth.engine import state_dir
-    from synth.selection import annotate, choose, score_all, write_atomic
+    from synth.curate.selection import annotate, choose, score_all, write_atomic
+    from synth.files import state_dir
+    from synth.llm import client as llm
 
     client = llm.client_for_run(
         model=model,

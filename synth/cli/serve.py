@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from synth.engine import state_dir
     from synth.errors import ConfigError
-    from synth.service import ServiceConfig
+    from synth.files import state_dir
+    from synth.service.app import ServiceConfig
 
     recipes = Path(args.recipes).resolve()
     if not recipes.is_dir():
@@ -87,8 +87,8 @@ async def _serve(config: Any) -> None:
 
     from aiohttp import web
 
-    from synth.service import create_app
-    from synth.webauth import QuietAccessLogger
+    from synth.service.app import create_app
+    from synth.service.auth import QuietAccessLogger
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(config)

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from synth.errors import ConfigError, SynthError
-    from synth.recipe import load, parse_overrides
+    from synth.runner.recipe import load, parse_overrides
 
     refs = list(args.recipes) or sorted(
         str(p) for p in Path("recipes").glob("*.y*ml") if p.suffix in (".yaml", ".yml")

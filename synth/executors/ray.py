@@ -25,23 +25,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from synth.engine import COMPLETE, MAX_ATTEMPTS, Clock, state_dir
 from synth.errors import ConfigError, SinkError, SynthError
-from synth.executors import absolute_payload, register
-from synth.llmlimits import paces_requests
-from synth.recipe import Recipe, from_dict
-from synth.shards import Progress, Shard, _progress, merge
-from synth.sink import PARTS, RunDir, read_manifest
+from synth.executors.registry import register
+from synth.files import state_dir
+from synth.redaction import is_secret_name
+from synth.runner.engine import COMPLETE, MAX_ATTEMPTS, Clock
+from synth.runner.merge import merge, progress_of
+from synth.runner.recipe import Recipe
+from synth.runner.rundir import PARTS, RunDir, read_manifest
+from synth.runner.shard import Progress, Shard, ShardJob
 
 # Forwarded to the workers: synth's own settings and endpoints, never credentials (API
 # keys must be set where the workers run, e.g. in the environment of `ray start`).
 FORWARD_PREFIXES = ("SYNTH_", "LITELLM_")
 FORWARD_SUFFIXES = ("_API_BASE", "_BASE_URL", "_API_VERSION")
-_SECRETISH = {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS"}
 
 
 def import_ray() -> Any:
@@ -109,7 +109,7 @@ class RayExecutor:
 
     async def run(
         self,
-        payload: dict[str, Any],
+        job: ShardJob,
         plan: list[Shard],
         top: RunDir,
         *,
@@ -120,17 +120,11 @@ class RayExecutor:
         from synth.executors.ray_gate import RateActor
 
         clock = Clock(elapsed_before)
-        payload = absolute_payload(payload)
-        rec = from_dict(
-            payload["raw"],
-            file=Path(payload["file"]) if payload["file"] else None,
-            base_dir=Path(payload["base_dir"]),
-            settings=payload["settings"],
-            model=payload["model"],
-        )
+        job = job.absolute()
+        rec = job.recipe()
         root = top.path.resolve()
         parts = [root / PARTS / s.label for s in plan]
-        seed = payload["seed"]
+        seed = job.seed
         done = {
             s.index: m
             for s, p in zip(plan, parts, strict=True)
@@ -138,19 +132,21 @@ class RayExecutor:
         }
         env = forwarded_env()
         gate = None
+        from synth.llm.limits import paces_requests  # only for runs that call a model
+
         if rec.needs_llm and paces_requests(rec.resolved.get("limits"), env):
             actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(RateActor)
             gate = actor.remote()
         try:
             todo = [(s, p) for s, p in zip(plan, parts, strict=True) if s.index not in done]
-            refs = self._submit(ray, rec, payload, todo, root, env, gate)
+            refs = self._submit(ray, rec, job, todo, root, env, gate)
             futures = {asyncio.wrap_future(ref.future()): s for ref, s in refs}
             try:
                 pending = set(futures)
                 while pending:
                     _, pending = await asyncio.wait(pending, timeout=0.5)
                     if on_progress:
-                        on_progress(_progress(parts, payload["n"], clock.elapsed))
+                        on_progress(progress_of(parts, job.n, clock.elapsed))
             except BaseException:  # interrupted: stop the shards; each resumes from its checkpoint
                 for ref, _ in refs:
                     ray.cancel(ref)
@@ -177,7 +173,7 @@ class RayExecutor:
         self,
         ray: Any,
         rec: Recipe,
-        payload: dict[str, Any],
+        job: ShardJob,
         todo: list[tuple[Shard, Path]],
         root: Path,
         env: dict[str, str],
@@ -197,7 +193,7 @@ class RayExecutor:
                     retry_exceptions=False,
                     num_cpus=self.num_cpus,
                 ).remote(
-                    {**payload, "shard": asdict(s), "out": str(part), "run_dir": str(root)},
+                    job.for_shard(s, part, root),
                     env,
                     os.getcwd(),
                     sandboxes,
@@ -264,7 +260,7 @@ def forwarded_env() -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if (k.startswith(FORWARD_PREFIXES) or k.endswith(FORWARD_SUFFIXES))
-        and not _SECRETISH & set(k.upper().split("_"))
+        and not is_secret_name(k)
     }
     env["SYNTH_STATE_DIR"] = str(state_dir().resolve())
     return env

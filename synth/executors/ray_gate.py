@@ -6,7 +6,7 @@ With S shards each pacing itself at the full RPM the provider would see S times 
 many requests; dividing the limit by S wastes it whenever shards are idle or finished.
 So the Ray executor starts one small actor per run that hands out send times: each shard
 asks it before a request (one round trip) and sleeps until its slot. The slots are the
-same even pacing and token bucket `synth.ratelimit.Limiter` applies within a process.
+same even pacing and token bucket `synth.llm.ratelimit.Limiter` applies within a process.
 """
 
 from __future__ import annotations

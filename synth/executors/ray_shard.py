@@ -3,7 +3,7 @@
 A Ray worker process is long-lived and reused by later tasks (of this run or another),
 so everything a shard sets up is undone when it ends: the environment the driver
 forwarded (`SYNTH_*`, endpoints), the working directory, and the rate-limit gate. The
-shard itself runs exactly as a `--workers` process runs it (`api.run_shard_in_process`):
+shard itself runs exactly as a `--workers` process runs it (`synth.runner.shard.run_job`):
 into its part directory on the shared run path, resuming whatever a dead attempt left.
 
 Generated code never runs unless this node's sandbox passes its start-up probe first:
@@ -19,33 +19,38 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synth.errors import ConfigError, SandboxError, SinkError
-from synth.sink import MANIFEST
+from synth.runner.rundir import MANIFEST
+
+if TYPE_CHECKING:
+    from synth.runner.shard import ShardJob
 
 # Lets a cluster owner accept the unjailed `unsafe-local` sandbox backend on Ray nodes.
 ALLOW_UNSAFE = "SYNTH_RAY_ALLOW_UNSAFE_SANDBOX"
 
 
 def run_shard(
-    payload: dict[str, Any],
+    job: ShardJob,
     env: dict[str, str],
     cwd: str | None,
     sandboxes: list[dict[str, Any]],
     gate: Any = None,
 ) -> dict[str, Any]:
     """The Ray task body. Returns the shard's manifest and where it ran."""
-    from synth import api, ratelimit
+    from synth.llm import ratelimit
+    from synth.runner.shard import run_job
 
-    _check_run_dir(payload["run_dir"])
+    assert job.run_dir is not None, "a Ray job names the top run directory"
+    _check_run_dir(job.run_dir)
     with _environment(env, cwd):
         _import_plugins()
         if sandboxes:
-            asyncio.run(probe_sandboxes(sandboxes, Path(payload["base_dir"])))
+            asyncio.run(probe_sandboxes(sandboxes, Path(job.base_dir)))
         previous = ratelimit.set_gate(_ActorGate(gate) if gate is not None else None)
         try:
-            manifest = api.run_shard_in_process(payload)
+            manifest = run_job(job)
         finally:
             ratelimit.set_gate(previous)
     return {"manifest": manifest, "node": node_name(), "pid": os.getpid()}
@@ -128,7 +133,7 @@ def _import_plugins() -> None:
 
 
 class _ActorGate:
-    """`synth.ratelimit.Gate` backed by the run's rate actor: one RPM/TPM budget for all
+    """`synth.llm.ratelimit.Gate` backed by the run's rate actor: one RPM/TPM budget for all
     the shards of a run, wherever they run."""
 
     def __init__(self, actor: Any) -> None:

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .judge import LANGUAGES, Outcome, TestResult, judge, prepare
-from .layers import Layer
-from .limits import Limits, SandboxSettings, load_settings
-from .pool import BACKENDS, ForkServerPool, Job, RawResult, get_pool, shutdown
+from synth.sandbox.judge import LANGUAGES, JobOutcome, TestResult, judge, prepare
+from synth.sandbox.layers import Layer
+from synth.sandbox.limits import SandboxLimits, SandboxSettings, load_settings
+from synth.sandbox.pool import BACKENDS, ForkServerPool, Job, RawResult, get_pool, shutdown
 
 __all__ = [
     "BACKENDS",
@@ -25,8 +25,8 @@ __all__ = [
     "ForkServerPool",
     "Job",
     "Layer",
-    "Limits",
-    "Outcome",
+    "SandboxLimits",
+    "JobOutcome",
     "RawResult",
     "SandboxSettings",
     "TestResult",
@@ -49,9 +49,9 @@ async def run_tests(
     *,
     language: str = "python",
     settings: SandboxSettings | None = None,
-    limits: Limits | None = None,
+    limits: SandboxLimits | None = None,
     module: str = "solution",
-) -> Outcome:
+) -> JobOutcome:
     """Run `tests` against `solution` in the sandbox and judge the run."""
     settings = settings or load_settings()
     limits = limits or settings.limits

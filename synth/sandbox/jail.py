@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from synth.errors import SandboxError
-
-from .limits import SandboxSettings
-from .runtime.server import tasks_of
+from synth.sandbox.limits import SandboxSettings
+from synth.sandbox.runtime.server import tasks_of
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 RT_MOUNT = "/opt/rt"

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .limits import Limits
-from .pool import Job, RawResult
-from .runtime.encode import decode, evaluate
-from .runtime.rewrite import Plan, analyze
+from synth.sandbox.limits import SandboxLimits
+from synth.sandbox.pool import Job, RawResult
+from synth.sandbox.runtime.encode import decode, evaluate
+from synth.sandbox.runtime.rewrite import Plan, analyze
 
 MAX_SOURCE = 1 << 20
 LANGUAGES = {"python": ".py", "javascript": ".js"}
@@ -35,7 +35,7 @@ class TestResult:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class JobOutcome:
     """The verdict on one run, with per-test results. `reason` is "passed" when ok."""
 
     ok: bool
@@ -83,8 +83,8 @@ class Outcome:
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def fail(reason: str, detail: str, language: str, **kw: Any) -> Outcome:
-    return Outcome(False, reason, detail, language, **kw)
+def fail(reason: str, detail: str, language: str, **kw: Any) -> JobOutcome:
+    return JobOutcome(False, reason, detail, language, **kw)
 
 
 # -- building jobs -------------------------------------------------------------------------
@@ -95,11 +95,11 @@ class Prepared:
     job: Job | None
     expected: list[str]
     recheck: Callable[[dict[str, Any]], tuple[str, str]]
-    early: Outcome | None = None
+    early: JobOutcome | None = None
 
 
 def prepare(
-    solution: str, tests: str, language: str, limits: Limits, module: str = "solution"
+    solution: str, tests: str, language: str, limits: SandboxLimits, module: str = "solution"
 ) -> Prepared:
     if language not in LANGUAGES:
         out = fail("unsupported_language", f"no runner for {language!r}", language)
@@ -116,7 +116,7 @@ def _no_recheck(ev: dict[str, Any]) -> tuple[str, str]:
     return "failed", "no plan"
 
 
-def _prepare_python(solution: str, tests: str, limits: Limits, module: str) -> Prepared:
+def _prepare_python(solution: str, tests: str, limits: SandboxLimits, module: str) -> Prepared:
     lang = "python"
     if not module.isidentifier() or module.startswith("test"):
         module = "solution"
@@ -166,7 +166,7 @@ def js_test_names(source: str) -> list[str]:
     return names
 
 
-def _prepare_js(solution: str, tests: str, limits: Limits) -> Prepared:
+def _prepare_js(solution: str, tests: str, limits: SandboxLimits) -> Prepared:
     names = js_test_names(tests)
     if not names:
         out = fail("no_tests", 'no test("name", ...) calls with literal names found', "javascript")
@@ -269,7 +269,7 @@ _MEMORY = re.compile(
 )
 
 
-def judge(prep: Prepared, raw: RawResult, limits: Limits, language: str) -> Outcome:
+def judge(prep: Prepared, raw: RawResult, limits: SandboxLimits, language: str) -> JobOutcome:
     common: dict[str, Any] = {
         "stdout": raw.stdout[-4000:],
         "stderr": raw.stderr[-4000:],
@@ -327,7 +327,7 @@ def judge(prep: Prepared, raw: RawResult, limits: Limits, language: str) -> Outc
             language,
             **common,
         )
-    return Outcome(True, "passed", f"{len(prep.expected)} tests passed", language, **common)
+    return JobOutcome(True, "passed", f"{len(prep.expected)} tests passed", language, **common)
 
 
 _CRASH_SIGNALS = {signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS}

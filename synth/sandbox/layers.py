@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import SandboxSettings
+from synth.sandbox.limits import SandboxSettings
 
 ALLOWED_ENV = {
     "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",

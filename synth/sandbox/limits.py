@@ -39,7 +39,7 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True, kw_only=True)
-class Limits:
+class SandboxLimits:
     """What one job may use. Wall time is enforced by the fork server (no polling), CPU,
     memory, file size, processes and open files by rlimits, output by the server's cap."""
 
@@ -51,7 +51,9 @@ class Limits:
     nproc: int = 32
     nofile: int = 256
 
-    def merged(self, overrides: Mapping[str, Any] | None, *, file: str | None = None) -> Limits:
+    def merged(
+        self, overrides: Mapping[str, Any] | None, *, file: str | None = None
+    ) -> SandboxLimits:
         if not overrides:
             return self
         from synth.schema import check
@@ -73,7 +75,7 @@ class SandboxSettings:
     seccomp: bool = True
     python: str | None = None  # interpreter inside the jail; default: this one's base
     node: str | None = None  # default: `node` on PATH
-    limits: Limits = field(default_factory=Limits)
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
 
     def pool_key(self) -> tuple[Any, ...]:
         return (self.backend, self.workers, self.disk_mb, self.seccomp, self.python, self.node)
@@ -113,7 +115,7 @@ def load_settings(
 
     schema = {"type": "object", "properties": SETTINGS_SCHEMA, "additionalProperties": False}
     check(merged, schema, file=file or (str(path) if path else None), what="sandbox settings")
-    limits = Limits().merged(base_limits, file=str(path) if path else None)
+    limits = SandboxLimits().merged(base_limits, file=str(path) if path else None)
     limits = limits.merged(over_limits, file=file)
     known = {f.name for f in fields(SandboxSettings)}
     return SandboxSettings(**{k: v for k, v in merged.items() if k in known}, limits=limits)

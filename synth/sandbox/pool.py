@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth.errors import SandboxError
-
-from . import cgroups, jail, layers, uids
-from .limits import Limits, SandboxSettings
+from synth.sandbox import cgroups, jail, layers, uids
+from synth.sandbox.limits import SandboxLimits, SandboxSettings
 
 log = logging.getLogger("synth.sandbox")
 _HDR = struct.Struct("!I")
@@ -39,7 +38,7 @@ class Job:
 
     kind: str  # "python" (solution + tests), "node" (JS solution + tests), "probe"
     files: Mapping[str, str]
-    limits: Limits = field(default_factory=Limits)
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def message(self) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """Shared parts of the code-pipeline steps: languages, pulling code out of a model's
-answer, one model call with lineage, and one sandboxed test run recorded on the record."""
+answer, one model call with lineage, one sandboxed test run recorded on the record, and
+the fix loop (run, show the model the failures, run its fix) that code_run and
+code_translate share."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from synth.context import Context
-from synth.llmcalls import complete, lineage
-from synth.templating import load_prompt
+from synth.llm.calls import RECORD_FAILURES, complete, step_failure
+from synth.llm.prompts import load_prompt
 
 LANGUAGE_ALIASES = {
     "python": "python", "py": "python", "python3": "python",
@@ -81,8 +85,8 @@ async def ask(
     prompt = load_prompt(template, ctx.base_dir)
     params = {k: v for k, v in params.items() if v is not None}
     c = await complete(ctx, prompt.render(**variables), prompt=prompt, **params)
-    call = {"template": template, **lineage(c)}
-    return str(getattr(c, "text", "") or ""), call
+    call = {"template": template, **c.lineage()}
+    return str(c.text), call
 
 
 class Runner:
@@ -127,3 +131,74 @@ def prose_only(text: str) -> str:
             continue
         keep.append(line)
     return "\n".join(keep).strip()
+
+
+@dataclass(slots=True)
+class Fixed:
+    """Where a fix loop ended: the last solution and its run, the fix rounds it took,
+    the calls it made, one entry per run, and the step failure if a fix call failed."""
+
+    solution: str
+    outcome: Any
+    rounds: int = 0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    error: dict[str, Any] = field(default_factory=dict)
+
+
+async def fix_until_pass(
+    ctx: Context,
+    runner: Runner,
+    *,
+    step: str,
+    problem: Mapping[str, Any],
+    solution: str,
+    tests: str,
+    language: str,
+    template: str,
+    rounds: int,
+    **sampling: Any,
+) -> Fixed:
+    """Run `solution` against `tests`; while it fails in a way a new solution can fix,
+    show the model the failures (`template`) and run its answer, up to `rounds` times.
+    A failed fix call ends the loop with the last solution (`error` says why)."""
+    fixed = Fixed(solution, await runner.run(ctx, solution, tests, language))
+    while not fixed.outcome.ok and fixed.rounds < rounds and fixable(fixed.outcome):
+        fixed.attempts.append(_attempt(fixed.rounds, fixed.outcome))
+        variables = {
+            "problem": problem.get("problem", ""),
+            "signature": problem.get("signature", ""),
+            "entry_point": problem.get("entry_point", "solve"),
+            "language": language,
+            "solution": fixed.solution,
+            "tests": tests,
+            "feedback": fixed.outcome.feedback(),
+        }
+        try:
+            text, call = await ask(ctx, template, variables, n_index=fixed.rounds, **sampling)
+        except RECORD_FAILURES as exc:  # the fix rounds it was due never happened
+            fixed.error = step_failure(ctx, f"{step}_fix", exc)
+            break
+        fixed.calls.append(call)
+        fixed.rounds += 1
+        fixed.solution = extract_code(text, language)
+        fixed.outcome = await runner.run(ctx, fixed.solution, tests, language)
+    fixed.attempts.append(_attempt(fixed.rounds, fixed.outcome))
+    return fixed
+
+
+def fixable(outcome: Any) -> bool:
+    """A new solution cannot fix tests that do not exist or do not parse, or a sandbox
+    that failed or an answer too large to run."""
+    if outcome.reason in ("no_tests", "tests_redefine_solution", "sandbox_error", "too_large"):
+        return False
+    return not (outcome.reason == "syntax_error" and outcome.detail.startswith("tests"))
+
+
+def _attempt(rounds: int, outcome: Any) -> dict[str, Any]:
+    return {
+        "round": rounds,
+        "verdict": outcome.reason,
+        "passed": outcome.passed,
+        "total": len(outcome.tests),
+    }

@@ -23,14 +23,21 @@ from typing import Any
 
 from synth.content import building_base_dir, load_yaml, resolve
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, failed, step_failure
+from synth.llm.calls import RECORD_FAILURES, failed, step_failure
+from synth.llm.prompts import check_prompts
 from synth.records import Record, record_id
 from synth.registry import step
+from synth.steps._code import (
+    SAMPLING_SCHEMA,
+    SANDBOX_SCHEMA,
+    Runner,
+    ask,
+    extract_code,
+    fix_until_pass,
+    language_of,
+)
+from synth.steps._code import results as run_results
 from synth.streams import flat_ordered_map, ordered_map
-from synth.templating import check_prompts
-
-from ._code import SAMPLING_SCHEMA, SANDBOX_SCHEMA, Runner, ask, extract_code, language_of
-from ._code import results as run_results
 
 DEFAULT_DIFFICULTIES = ["easy", "medium", "hard"]
 _LABEL = r"(?:^|\n)\s*[*_#]*\s*{}\s*[*_]*\s*:\s*[*_]*\s*"
@@ -282,58 +289,26 @@ def code_run(
                 return r
             lang = language_of(r.data.get("language"))
             solution, tests = str(r.data.get("solution", "")), str(r.data.get("tests", ""))
-            calls = list(r.meta.get("llm_calls", []))
-            attempts: list[dict[str, Any]] = []
-            error: dict[str, Any] = {}
-            outcome = await runner.run(ctx, solution, tests, lang)
-            rounds = 0
-            while not outcome.ok and rounds < fix_rounds and _fixable(outcome):
-                attempts.append(_attempt(rounds, outcome))
-                variables = {
-                    "problem": r.data.get("problem", ""),
-                    "signature": r.data.get("signature", ""),
-                    "entry_point": r.data.get("entry_point", "solve"),
-                    "language": lang,
-                    "solution": solution,
-                    "tests": tests,
-                    "feedback": outcome.feedback(),
-                }
-                try:
-                    text, call = await ask(
-                        ctx, template, variables, model=model, temperature=temperature,
-                        max_tokens=max_tokens, n_index=rounds,
-                    )  # fmt: skip
-                except RECORD_FAILURES as exc:  # the fix rounds it was due never happened
-                    error = step_failure(ctx, "code_run_fix", exc)
-                    break
-                calls.append(call)
-                rounds += 1
-                solution = extract_code(text, lang)
-                outcome = await runner.run(ctx, solution, tests, lang)
-            attempts.append(_attempt(rounds, outcome))
-            if outcome.ok and rounds:
+            fixed = await fix_until_pass(
+                ctx, runner, step="code_run", problem=r.data, solution=solution, tests=tests,
+                language=lang, template=template, rounds=fix_rounds, model=model,
+                temperature=temperature, max_tokens=max_tokens,
+            )  # fmt: skip
+            if fixed.outcome.ok and fixed.rounds:
                 ctx.stats["code_run_fixed"] += 1
-            data = {**r.data, "solution": solution, "fix_rounds": rounds, **run_results(outcome)}
-            extra = {"error": error} if error else {}
-            return r.evolve(data=data, llm_calls=calls, code_run={"attempts": attempts}, **extra)
+            data = {
+                **r.data,
+                "solution": fixed.solution,
+                "fix_rounds": fixed.rounds,
+                **run_results(fixed.outcome),
+            }
+            extra = {"error": fixed.error} if fixed.error else {}
+            calls = [*r.meta.get("llm_calls", []), *fixed.calls]
+            return r.evolve(
+                data=data, llm_calls=calls, code_run={"attempts": fixed.attempts}, **extra
+            )
 
         async for out in ordered_map(records, one, concurrency):
             yield out
 
     return run
-
-
-def _attempt(rounds: int, outcome: Any) -> dict[str, Any]:
-    return {
-        "round": rounds,
-        "verdict": outcome.reason,
-        "passed": outcome.passed,
-        "total": len(outcome.tests),
-    }
-
-
-def _fixable(outcome: Any) -> bool:
-    """A new solution cannot fix tests that do not exist or do not parse."""
-    if outcome.reason in ("no_tests", "tests_redefine_solution", "sandbox_error", "too_large"):
-        return False
-    return not (outcome.reason == "syntax_error" and outcome.detail.startswith("tests"))

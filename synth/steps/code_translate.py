@@ -23,23 +23,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from synth.context import Context
-from synth.llmcalls import RECORD_FAILURES, clean_text, failed, step_failure
+from synth.llm.calls import RECORD_FAILURES, clean_text, failed, step_failure
+from synth.llm.prompts import check_prompts
 from synth.records import Record, child_id
 from synth.registry import step
-from synth.streams import flat_ordered_map, ordered_map
-from synth.templating import check_prompts
-
-from ._code import (
+from synth.steps._code import (
     SAMPLING_SCHEMA,
     SANDBOX_SCHEMA,
     Runner,
     ask,
     extract_code,
     extract_pair,
+    fix_until_pass,
     language_of,
     prose_only,
     results,
 )
+from synth.streams import flat_ordered_map, ordered_map
 
 
 @step(
@@ -106,30 +106,16 @@ def code_translate(
                         "translation": {"from": src_lang, "to": target}}  # fmt: skip
                 return Record(kid, data, meta)
             calls.append(call)
-            error = {}
             solution, tests = extract_pair(text, target)
-            outcome = await runner.run(ctx, solution, tests, target)
-            rounds = 0
-            while not outcome.ok and rounds < fix_rounds and outcome.reason != "no_tests":
-                fix_vars = {
-                    "problem": parent.data.get("problem", ""),
-                    "signature": parent.data.get("signature", ""),
-                    "entry_point": parent.data.get("entry_point", "solve"),
-                    "language": target, "solution": solution, "tests": tests,
-                    "feedback": outcome.feedback(),
-                }  # fmt: skip
-                try:
-                    text, call = await ask(
-                        ctx, fix_template, fix_vars, model=model, temperature=temperature,
-                        max_tokens=max_tokens, n_index=rounds,
-                    )  # fmt: skip
-                except RECORD_FAILURES as exc:  # the fix rounds it was due never happened
-                    error = step_failure(ctx, "code_translate_fix", exc)
-                    break
-                calls.append(call)
-                rounds += 1
-                solution = extract_code(text, target)
-                outcome = await runner.run(ctx, solution, tests, target)
+            fixed = await fix_until_pass(
+                ctx, runner, step="code_translate", problem=parent.data, solution=solution,
+                tests=tests, language=target, template=fix_template, rounds=fix_rounds,
+                model=model, temperature=temperature, max_tokens=max_tokens,
+            )  # fmt: skip
+            calls += fixed.calls
+            solution, outcome, rounds, error = (
+                fixed.solution, fixed.outcome, fixed.rounds, fixed.error
+            )  # fmt: skip
             ctx.stats[f"code_translate_{'passed' if outcome.ok else 'failed'}"] += 1
             source_tests = parent.data.get("test_results") or []
             data = {

@@ -60,9 +60,9 @@ def dedup(**config: Any) -> Any:
     """Drop exact and near-duplicate records (MinHash LSH), keeping the first seen."""
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
-        from synth.dedup import Deduper
-        from synth.ingest import read_real
-        from synth.lexical import text_of
+        from synth.curate.dedup import Deduper
+        from synth.curate.ingest import read_real
+        from synth.text.lexical import text_of
 
         dd = Deduper(exact=config.get("exact", True), near=config.get("near", True),
                      threshold=config.get("threshold", 0.75))  # fmt: skip
@@ -90,7 +90,7 @@ def decontaminate(**config: Any) -> Any:
     """Remove evaluation-set overlap (13-gram, 8-gram for short records; GPT-3 cut or drop)."""
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
-        from synth.decontam import DecontamConfig, Decontaminator, EvalIndex
+        from synth.curate.decontam import DecontamConfig, Decontaminator, EvalIndex
 
         cfg = DecontamConfig(mode=config.get("mode", "gpt3"), n=config.get("n", 13),
                              short_n=config.get("short_n", 8),

@@ -9,7 +9,7 @@ from typing import Any
 
 from synth.content import building_base_dir
 from synth.context import Context, derive_seed
-from synth.errors import ConfigError
+from synth.errors import NotFound
 from synth.records import Record, record_id
 from synth.registry import step
 
@@ -42,7 +42,7 @@ _YIELD_EVERY = 64
 @step("faker", schema=SCHEMA)
 def faker(*, template: str, locale: Any = None, concurrency: int | None = None) -> Any:
     """Records from a Faker template (templates/*.yaml), seeded per record."""
-    from synth import templates
+    from synth.template import template as templates
 
     # Check the template while the recipe loads, so `synth validate` reports a bad provider
     # before any run. Outside a recipe load (a bare factory call) a template that cannot be
@@ -50,8 +50,8 @@ def faker(*, template: str, locale: Any = None, concurrency: int | None = None) 
     base = building_base_dir()
     try:
         templates.load(template, base or Path.cwd(), locale=locale)
-    except ConfigError as exc:
-        if base is not None or not exc.message.startswith("no template named"):
+    except NotFound:
+        if base is not None:
             raise
 
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:

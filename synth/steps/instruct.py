@@ -18,19 +18,13 @@ from contextlib import aclosing
 from typing import Any
 
 from synth.context import Context, rng_for
-from synth.judging import (
-    RUBRIC_SCHEMA,
-    Rubric,
-    judge,
-    load_rubric,
-    rubric_from,
-)
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failed, lineage, step_failure
-from synth.pairwise import prefer, prefer_by_scores
+from synth.judges.pairwise import prefer, prefer_by_scores
+from synth.judges.rubric import RUBRIC_SCHEMA, Rubric, judge, load_rubric, rubric_from
+from synth.llm.calls import RECORD_FAILURES, clean_text, complete, failed, step_failure
+from synth.llm.prompts import check_prompts, load_prompt
 from synth.records import Record, child_id, record_id
 from synth.registry import step
 from synth.streams import flat_ordered_map, ordered_map
-from synth.templating import check_prompts, load_prompt
 from synth.verifiers.judge import pair_hash
 
 _SAMPLING = {
@@ -53,7 +47,7 @@ async def _text_call(
 ) -> tuple[str, dict[str, Any]]:
     prompt = load_prompt(template, ctx.base_dir)
     c = await complete(ctx, prompt.render(**variables), prompt=prompt, **params)
-    return clean_text(getattr(c, "text", "") or ""), lineage(c)
+    return clean_text(c.text), c.lineage()
 
 
 @step(

@@ -15,23 +15,23 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from synth.chunking import (
+from synth.context import Context, rng_for
+from synth.llm.calls import RECORD_FAILURES, complete, step_failure
+from synth.llm.prompts import check_prompts, load_prompt
+from synth.llm.tokens import counter_for
+from synth.records import Record, record_id
+from synth.registry import step
+from synth.streams import flat_ordered_map
+from synth.text.chunks import (
     Chunk,
     Document,
     Placement,
     build_context,
     chunk,
     load_documents,
-    token_counter,
     whole_document,
 )
-from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, complete, lineage, parsed, step_failure
-from synth.records import Record, record_id
-from synth.registry import step
-from synth.streams import flat_ordered_map
-from synth.templating import check_prompts, load_prompt
-from synth.textsim import normalize
+from synth.text.similarity import fold_text
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -106,7 +106,9 @@ def longqa(
     async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
         docs = load_documents(_locate(input, ctx.base_dir), text_field=text_field)
         # The first lookup may load a tokenizer (litellm's, or the GGUF's): off the loop.
-        count = await asyncio.to_thread(token_counter, model or getattr(ctx.llm, "model", None))
+        count = await asyncio.to_thread(
+            counter_for, model or (ctx.llm.model if ctx.llm is not None else None)
+        )
         chunks: list[Chunk] = []
         for i, d in enumerate(docs):
             chunks += chunk(d.text, max_tokens=chunk_tokens, overlap=overlap, count=count, doc=i)
@@ -152,12 +154,12 @@ def longqa(
                     "error": step_failure(ctx, "longqa", exc),
                 }
                 return [Record(record_id(ctx.recipe_hash, ctx.seed, i), {}, meta)]
-            items = (parsed(comp) or {}).get("qa") or []
-            call = lineage(comp)
+            items = (comp.parsed or {}).get("qa") or []
+            call = comp.lineage()
             out, seen = [], set()
             for j, qa in enumerate(items[:q]):
                 i = c * q + j
-                key = (normalize(str(qa["question"])), normalize(str(qa["evidence"])))
+                key = (fold_text(str(qa["question"])), fold_text(str(qa["evidence"])))
                 if key in seen:  # small models repeat themselves: one copy is enough
                     ctx.stats["longqa_repeated_qa"] += 1
                     continue

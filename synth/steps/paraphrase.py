@@ -15,11 +15,11 @@ from contextlib import aclosing
 from typing import Any
 
 from synth.context import Context, rng_for
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete, failed, lineage, step_failure
+from synth.llm.calls import RECORD_FAILURES, clean_text, complete, failed, step_failure
+from synth.llm.prompts import check_prompts, load_prompt
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
-from synth.templating import check_prompts, load_prompt
 
 DEFAULT_VARIETY: dict[str, list[str]] = {
     "style": ["plain", "formal", "casual", "concise", "detailed"],
@@ -99,9 +99,9 @@ def paraphrase(
                 except RECORD_FAILURES as exc:
                     error = step_failure(ctx, "paraphrase", exc)
                     break
-                data[name] = clean_text(getattr(c, "text", "") or "")
+                data[name] = clean_text(c.text)
                 originals[name] = text
-                calls.append(lineage(c))
+                calls.append(c.lineage())
             meta = {
                 **parent.meta,
                 "parents": [parent.id],

@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from synth import noise
 from synth.context import Context, derive_seed
 from synth.errors import ConfigError
 from synth.records import Record, child_id
 from synth.registry import step
+from synth.text import noise
 
 _RATE = {"type": "number", "minimum": 0, "maximum": 1}
 _TEXT_OPS = ("token_dropout", "typo", "drop", "swap", "case", "whitespace")

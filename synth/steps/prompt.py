@@ -26,11 +26,11 @@ from typing import Any
 
 from synth.context import Context
 from synth.errors import ConfigError
-from synth.llmcalls import RECORD_FAILURES, complete, failed, lineage, step_failure
+from synth.llm.calls import RECORD_FAILURES, complete, failed, step_failure
+from synth.llm.prompts import Prompt, check_prompts, load_prompt
 from synth.records import Record, child_id
 from synth.registry import step
 from synth.streams import flat_ordered_map
-from synth.templating import Prompt, check_prompts, load_prompt
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -128,7 +128,7 @@ def prompt(
                 return Record(child_id(record, "prompt", k), dict(record.data), meta)
             value = c.parsed if want is not None else (c.text or "").strip()
             data = {**record.data, output_field: value}
-            calls = [*record.meta.get("llm_calls", []), lineage(c)]
+            calls = [*record.meta.get("llm_calls", []), c.lineage()]
             if samples == 1:
                 return record.evolve(data=data, llm_calls=calls)
             meta = {**record.meta, "parents": [record.id], "sample": k, "llm_calls": calls}

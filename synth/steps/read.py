@@ -246,7 +246,7 @@ def _cell(text: str) -> Any:
 
 
 def _parquet(file: Path, fields: list[str] | None, infer: bool) -> Iterator[Row]:
-    from synth.templates import plain
+    from synth.template.template import plain
 
     try:
         import pyarrow.parquet as pq

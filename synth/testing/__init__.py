@@ -12,8 +12,16 @@ Run it on its own (for benchmarks or by hand):
     python -m synth.testing stub --port 0 --latency 0.2 --max-inflight 50
 """
 
-from .fake import ScriptedCall, ScriptedLLM
-from .stub import Answer, Logprobs, StubServer, StubStats, echo_answer, echo_logprobs, fetch_stats
+from synth.testing.fake import ScriptedCall, ScriptedLLM
+from synth.testing.stub import (
+    Answer,
+    Logprobs,
+    StubServer,
+    StubStats,
+    echo_answer,
+    echo_logprobs,
+    fetch_stats,
+)
 
 __all__ = [
     "Answer",

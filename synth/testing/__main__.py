@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from .stub import StubServer
+from synth.testing.stub import StubServer
 
 
 def _main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synth.errors import LLMResponseError
+from synth.llm.types import Completion
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class ScriptedCall:
 
 
 class ScriptedLLM:
-    """A fake LLM with the real client's seam (`complete`, `usage`, `aclose`).
+    """A fake LLM that satisfies the `LLM` protocol (`complete`, `usage`, `aclose`).
 
     `script` is either a function `(messages, **params) -> str | dict` or a sequence of
     answers consumed in order (a str is the completion text; a dict is a parsed JSON
@@ -34,7 +35,8 @@ class ScriptedLLM:
     ) -> None:
         self._fn = script if callable(script) else None
         self._queue: collections.deque[Any] = collections.deque([] if callable(script) else script)
-        self.model = model
+        self.model: str | None = model
+        self.returns_logprobs = False
         self.calls: list[ScriptedCall] = []
 
     async def complete(
@@ -43,14 +45,18 @@ class ScriptedLLM:
         *,
         model: str | None = None,
         schema: dict[str, Any] | None = None,
+        n_index: int = 0,
+        template_hash: str | None = None,
         **params: Any,
-    ) -> Any:
-        from synth.llm import Completion
-        from synth.structured import parse_answer
+    ) -> Completion:
+        from synth.llm.structured import parse_answer
 
-        self.calls.append(ScriptedCall(list(messages), model, schema, dict(params)))
+        seen = {**params, "n_index": n_index}  # what a test asserts on, like the real key
+        if template_hash is not None:
+            seen["template_hash"] = template_hash
+        self.calls.append(ScriptedCall(list(messages), model, schema, seen))
         if self._fn is not None:
-            answer = self._fn(messages, **params)
+            answer = self._fn(messages, **seen)
         elif self._queue:
             answer = self._queue.popleft()
         else:
@@ -62,11 +68,11 @@ class ScriptedLLM:
         return Completion(
             text=text,
             parsed=parsed,
-            model=model or self.model,
+            model=model or self.model or "",
             input_tokens=sum(len(str(m.get("content", ""))) for m in messages) // 4,
             output_tokens=len(text) // 4,
-            template_hash=params.get("template_hash"),
-            n_index=int(params.get("n_index", 0)),
+            template_hash=template_hash,
+            n_index=n_index,
         )
 
     def usage(self) -> dict[str, Any]:

@@ -17,12 +17,11 @@ from typing import Any
 
 from synth.chain import Verdict, Verifier
 from synth.context import Context
-from synth.llmcalls import RECORD_FAILURES, clean_text, complete
+from synth.llm.calls import RECORD_FAILURES, clean_text, complete
+from synth.llm.prompts import check_prompts, load_prompt
 from synth.records import Record
 from synth.registry import verifier
-from synth.templating import check_prompts, load_prompt
-
-from ._fields import get_path
+from synth.verifiers._fields import get_path
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -83,7 +82,7 @@ def backtranslate(
         prompt = load_prompt(name, ctx.base_dir)
         c = await complete(ctx, prompt.render(**variables), model=model, prompt=prompt, **params)
         ctx.stats["backtranslate_calls"] += 1
-        return clean_text(getattr(c, "text", "") or "")
+        return clean_text(c.text)
 
     async def check(record: Record, ctx: Context) -> Verdict:
         if mode == "instruction":

@@ -12,14 +12,13 @@ from typing import Any
 
 from synth.chain import Verdict, Verifier
 from synth.context import Context
-from synth.judging import Criterion, Rubric, judge
-from synth.llmcalls import RECORD_FAILURES
+from synth.judges.rubric import Criterion, Rubric, judge
+from synth.llm.calls import RECORD_FAILURES
 from synth.records import Record
 from synth.registry import verifier
-from synth.textsim import partial_ratio, words
-from synth.textsim import support as support_score
-
-from ._fields import get_path
+from synth.text.similarity import folded_words, partial_ratio
+from synth.text.similarity import support as support_score
+from synth.verifiers._fields import get_path
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -83,7 +82,7 @@ def grounding(
             return Verdict(False, None, "missing_context", f"{context} is empty")
         bounds = get_path(record, span)
         chunk = source[bounds[0] : bounds[1]] if _is_span(bounds, len(source)) else source
-        if not isinstance(quote, str) or len(words(quote)) < min_quote_words:
+        if not isinstance(quote, str) or len(folded_words(quote)) < min_quote_words:
             return Verdict(False, 0.0, "missing_evidence", f"quote {quote!r} too short")
         if not isinstance(ans, str) or not ans.strip():
             return Verdict(False, 0.0, "empty_answer", f"{answer} is empty")

@@ -15,7 +15,7 @@ from jsonschema.exceptions import relevance
 from synth.chain import Verdict, Verifier
 from synth.content import building_base_dir, note_used
 from synth.context import Context
-from synth.errors import ConfigError
+from synth.errors import ConfigError, NotFound
 from synth.records import Record
 from synth.registry import verifier
 
@@ -59,9 +59,8 @@ def json_schema(
             cache[base or Path.cwd()] = _validator(
                 _schema(None, schema_file, template, base or Path.cwd())
             )
-        except ConfigError as exc:
-            missing = exc.message.startswith(("no template named", "file not found"))
-            if base is not None or not missing:
+        except NotFound:
+            if base is not None:
                 raise  # else: found from ctx.base_dir at run time
 
     def validator_for(ctx: Context) -> Any:
@@ -89,7 +88,7 @@ def _schema(
     if inline is not None:
         return inline
     if template is not None:
-        from synth import templates
+        from synth.template import template as templates
 
         tpl = templates.load(template, base_dir)
         if tpl.output_schema is None:
@@ -109,7 +108,7 @@ def _schema(
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(
+            raise NotFound(
                 "file not found", file=str(path), fix="check schema_file (relative to the project)"
             ) from None
         except json.JSONDecodeError as exc:

@@ -13,7 +13,8 @@ from typing import Any
 
 from synth.chain import Verdict, Verifier
 from synth.context import Context
-from synth.judging import (
+from synth.judges.pairwise import prefer
+from synth.judges.rubric import (
     AGGREGATES,
     RUBRIC_SCHEMA,
     Judgement,
@@ -24,13 +25,11 @@ from synth.judging import (
     panel_verdict,
     rubric_from,
 )
-from synth.llmcalls import RECORD_FAILURES
-from synth.pairwise import prefer
+from synth.llm.calls import RECORD_FAILURES
+from synth.llm.prompts import check_prompts
 from synth.records import Record, content_hash
 from synth.registry import verifier
-from synth.templating import check_prompts
-
-from ._fields import get_path
+from synth.verifiers._fields import get_path
 
 _SAMPLING = {
     "model": {"type": "string"},

@@ -12,9 +12,8 @@ from synth.chain import Verdict, Verifier
 from synth.context import Context
 from synth.records import Record
 from synth.registry import verifier
-from synth.textsim import edit_ratio, ngram_jaccard
-
-from ._fields import get_path
+from synth.text.similarity import edit_ratio, ngram_jaccard
+from synth.verifiers._fields import get_path
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

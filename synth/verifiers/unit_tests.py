@@ -14,8 +14,7 @@ from synth.chain import Verdict, Verifier
 from synth.context import Context
 from synth.records import Record
 from synth.registry import verifier
-
-from ._fields import get_path
+from synth.verifiers._fields import get_path
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

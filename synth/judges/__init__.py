@@ -1,0 +1,1 @@
+"""LLM judges: rubric scoring and pairwise comparison."""

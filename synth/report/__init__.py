@@ -1,0 +1,1 @@
+"""HTML reports for runs and nightly batches."""

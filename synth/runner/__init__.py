@@ -1,0 +1,1 @@
+"""Recipe -> verified records on disk: the recipe, the engine, the run directory, shards."""

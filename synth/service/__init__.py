@@ -1,0 +1,1 @@
+"""The HTTP service: app, job supervisor, job specs, auth, OpenAPI, metrics."""

@@ -1,0 +1,231 @@
+"""Turning an HTTP request body into a job spec the supervisor can run, safely.
+
+A request names a recipe in `recipes/` or carries one inline. Either way the body is
+untrusted, so before anything reads a file or compiles a template:
+
+- the body must match `schemas/job.json` (errors list every JSON path that is wrong);
+- a recipe name is a plain name (no `/`, no `..`) and must resolve to a file directly in
+  the service's `recipes/` folder, symlinks included;
+- every value that is a file path, in the recipe after `${setting}` substitution and in
+  the settings themselves, must resolve inside an allowed root (the project's
+  `templates/`, `verifiers/`, `recipes/`, `data/`, plus `--allow-root` folders);
+- inline Jinja2 (an inline `prompt:`) may not reach private attributes, `attr`, or
+  `format`: the server-side template injection routes to code execution.
+
+Only then is the recipe loaded, with the engine's own validation (settings, steps,
+verifier configs), so a bad recipe is a 400 with the engine's message and not a failed job.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from synth.errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Config keys whose string values are file paths (or content names) in recipes.
+PATH_KEYS = frozenset(
+    {
+        "template", "templates", "input", "inputs", "path", "paths", "file", "files", "dir",
+        "documents", "docs", "corpus", "real", "anchor", "eval_sets", "synthetic", "topics",
+        "seeds", "out", "output", "source", "rubric", "prompt_file", "tests", "solution",
+    }
+)  # fmt: skip
+BUDGET_KEYS = ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens")
+CONTENT_DIRS = ("templates", "verifiers", "recipes", "data")
+
+
+class RequestError(Exception):
+    """A 4xx answer: `status`, a one-line `message`, and `details` (a list of strings)."""
+
+    def __init__(self, status: int, message: str, details: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, list(details)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Where recipes come from and which folders a job may read."""
+
+    recipes_dir: Path
+    project_root: Path
+    allow_roots: tuple[Path, ...] = ()
+
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        own = tuple((self.project_root / d).resolve() for d in CONTENT_DIRS)
+        return own + tuple(p.resolve() for p in self.allow_roots)
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
+    """Validate `body` and return the spec; writes an inline recipe to `job_dir`.
+    Blocking (it loads the recipe): call it in a thread."""
+    import yaml
+
+    from synth.schema import errors, packaged
+
+    problems = errors(body, packaged("job.json"))
+    if problems:
+        raise RequestError(400, "invalid job request", problems)
+    settings = {**(body.get("settings") or {}), **(body.get("overrides") or {})}
+    recipe = body.get("recipe", None)
+    if isinstance(recipe, dict):
+        raw, label = recipe, "inline"
+        _check_inline_templates(raw)
+    else:
+        file = recipe_file(str(recipe), policy)
+        raw, label = _load_raw(file), str(recipe)
+    _check_paths(raw, settings, policy)
+    if isinstance(recipe, dict):
+        job_dir.mkdir(parents=True, exist_ok=True)
+        file = job_dir / "recipe.yaml"
+        file.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    try:
+        from synth.api import resolve
+
+        loaded = resolve(file, settings=settings, model=body.get("model"))
+    except ConfigError as exc:
+        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+    return {
+        "recipe": label if label == "inline" else loaded.name,
+        "recipe_file": str(file.resolve()),
+        "n": int(body["n"]),
+        "seed": int(body.get("seed", secrets.randbelow(2**31))),
+        "model": body.get("model"),
+        "settings": settings,
+        **{
+            k: body[k]
+            for k in ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens")
+            if k in body
+        },
+        "label": body.get("label"),
+    }
+
+
+def recipe_file(name: str, policy: Policy) -> Path:
+    """The file for a recipe name, never outside `recipes/`."""
+    if not NAME.fullmatch(name) or ".." in name:
+        raise RequestError(
+            400,
+            "invalid recipe name",
+            [f"{name!r}: a recipe name is letters, digits, '.', '_' and '-' (no paths)"],
+        )
+    base = policy.recipes_dir.resolve()
+    for suffix in (".yaml", ".yml"):
+        candidate = (base / f"{name}{suffix}").resolve()
+        if candidate.parent == base and candidate.is_file():
+            return candidate
+    raise RequestError(
+        404, f"no recipe named {name!r}", [f"known: {', '.join(list_recipes(policy)) or 'none'}"]
+    )
+
+
+def list_recipes(policy: Policy) -> list[str]:
+    base = policy.recipes_dir
+    if not base.is_dir():
+        return []
+    return sorted(p.stem for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def _load_raw(file: Path) -> Any:
+    from synth.content import load_yaml
+
+    try:
+        return load_yaml(file)
+    except ConfigError as exc:
+        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+
+
+def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
+    """Every path-like value, after substitution, resolves inside an allowed root."""
+    from synth.runner.recipe import substitute
+
+    if not isinstance(raw, dict):
+        return  # the engine's own validation says what is wrong
+    merged = {**(raw.get("settings") or {}), **settings}
+    try:
+        body = {k: v for k, v in raw.items() if k != "settings"}
+        resolved = substitute(body, merged, file="<recipe>", path="$", used=set())
+    except ConfigError as exc:
+        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+    bad = [
+        f"{where}: {value!r} is outside the allowed folders"
+        for where, key, value in _strings({"recipe": resolved, "settings": merged}, "$", None)
+        if _looks_like_path(key, value) and not _inside(value, policy)
+    ]
+    if bad:
+        raise RequestError(
+            400,
+            "the recipe points at files outside the allowed folders",
+            bad + [f"allowed: {', '.join(str(r) for r in policy.roots)}"],
+        )
+
+
+def _strings(obj: Any, where: str, key: str | None) -> Iterator[tuple[str, str | None, str]]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(v, f"{where}.{k}", str(k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _strings(v, f"{where}[{i}]", key)
+    elif isinstance(obj, str):
+        yield where, key, obj
+
+
+def _looks_like_path(key: str | None, value: str) -> bool:
+    if value.startswith(("/", "~")) or "../" in value or "..\\" in value or value == "..":
+        return True
+    if key in PATH_KEYS:
+        return "/" in value or "\\" in value or bool(Path(value).suffix)
+    return False
+
+
+def _inside(value: str, policy: Policy) -> bool:
+    path = Path(value).expanduser()
+    path = (path if path.is_absolute() else policy.project_root / path).resolve()
+    return any(path == root or path.is_relative_to(root) for root in policy.roots)
+
+
+def _check_inline_templates(raw: Any) -> None:
+    """Refuse Jinja2 in an inline recipe that reaches Python internals. The engine's
+    prompt environment is not sandboxed; recipe files are trusted, request bodies not."""
+    import jinja2
+    from jinja2 import nodes
+
+    env = jinja2.Environment()
+    bad: list[str] = []
+    for where, _, text in _strings(raw, "$", None):
+        if "{{" not in text and "{%" not in text:
+            continue
+        try:
+            tree = env.parse(text)
+        except jinja2.TemplateSyntaxError as exc:
+            bad.append(f"{where}: template syntax error: {exc.message}")
+            continue
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Const)):
+            if isinstance(node, nodes.Getattr) and (
+                node.attr.startswith("_") or node.attr in ("format", "format_map", "mro")
+            ):
+                bad.append(f"{where}: attribute {node.attr!r} is not allowed")
+            elif isinstance(node, nodes.Getitem) and not (
+                isinstance(node.arg, nodes.Const)
+                and not (isinstance(node.arg.value, str) and node.arg.value.startswith("_"))
+            ):
+                bad.append(f"{where}: only constant, non-private [keys] are allowed")
+            elif isinstance(node, nodes.Filter) and node.name in ("attr", "format"):
+                bad.append(f"{where}: the {node.name!r} filter is not allowed")
+            elif (
+                isinstance(node, nodes.Const) and isinstance(node.value, str) and "__" in node.value
+            ):
+                bad.append(f"{where}: strings naming dunder attributes are not allowed")
+    if bad:
+        raise RequestError(400, "unsafe template in the inline recipe", bad)

@@ -1,0 +1,1 @@
+"""Faker record templates: loading, fields, checks, closures, expressions."""

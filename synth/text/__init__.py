@@ -1,0 +1,1 @@
+"""Text utilities: lexical features, similarity, chunking, noise."""
