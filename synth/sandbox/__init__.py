@@ -5,7 +5,7 @@
 
 Backends share one interface (`execute(Job) -> RawResult`, `layers()`, `close()`):
 `bwrap` (default: bubblewrap namespaces + per-slot uid + rlimits + seccomp, fork servers)
-and `unsafe-local` (no namespaces; warns loudly). `judge.py` decides verdicts, `layers.py`
+and `unsafe-local` (no namespaces; warns loudly). `grading.py` decides verdicts, `layers.py`
 what the start-up probe must show, `runtime/` is the code that runs inside the jail."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synth.sandbox.judge import LANGUAGES, JobOutcome, TestResult, judge, prepare
+from synth.sandbox.grading import LANGUAGES, JobOutcome, TestResult, judge, prepare
 from synth.sandbox.layers import Layer
 from synth.sandbox.limits import SandboxLimits, SandboxSettings, load_settings
 from synth.sandbox.pool import BACKENDS, ForkServerPool, Job, RawResult, get_pool, shutdown

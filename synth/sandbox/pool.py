@@ -52,7 +52,7 @@ class Job:
 
 @dataclass(frozen=True)
 class RawResult:
-    """What the fork server observed. Judging it is `judge.py`'s business."""
+    """What the fork server observed. Grading it is `grading.py`'s business."""
 
     exit: int | None = None
     signal: int | None = None

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from synth.sandbox import RawResult, SandboxLimits
-from synth.sandbox.judge import js_test_names, judge, prepare
+from synth.sandbox.grading import js_test_names, judge, prepare
 from synth.sandbox.runtime.encode import NotPlain, canonical, decode, dumps, encode, evaluate
 from synth.sandbox.runtime.rewrite import analyze
 
