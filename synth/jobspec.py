@@ -43,9 +43,17 @@ CONTENT_DIRS = ("templates", "verifiers", "recipes", "data")
 class RequestError(Exception):
     """A 4xx answer: `status`, a one-line `message`, and `details` (a list of strings)."""
 
-    def __init__(self, status: int, message: str, details: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Sequence[str] = (),
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.details = status, message, list(details)
+        self.retry_after = retry_after  # seconds, for a 429's Retry-After (default 5)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +72,61 @@ class Policy:
 
 def new_job_id() -> str:
     return secrets.token_hex(6)
+
+
+def parse_body(raw: bytes, max_depth: int) -> Any:
+    """The JSON body, refusing one nested deeper than `max_depth` (the validators recurse)
+    with the line and column where it gets too deep."""
+    import json
+
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        body = None
+    except ValueError as exc:
+        raise RequestError(400, "the body is not valid JSON", [str(exc)]) from None
+    else:
+        if _depth(body, max_depth) <= max_depth:
+            return body
+    line, col = _too_deep_at(raw, max_depth)
+    raise RequestError(
+        400,
+        "the body is nested too deeply",
+        [f"line {line}, column {col}: more than {max_depth} levels of arrays and objects"],
+    )
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """How deep `obj` nests, counting no further than `limit + 1`; not recursive."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in values)
+    return deepest
+
+
+def _too_deep_at(raw: bytes, max_depth: int) -> tuple[int, int]:
+    depth, line, col, in_str, escaped = 0, 1, 0, False, False
+    for byte in raw:
+        col += 1
+        if byte == 0x0A:
+            line, col = line + 1, 0
+        elif in_str:
+            escaped, in_str = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            in_str = True
+        elif byte in b"[{":
+            depth += 1
+            if depth > max_depth:
+                return line, col
+        elif byte in b"]}":
+            depth -= 1
+    return line, col
 
 
 def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
