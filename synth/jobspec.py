@@ -210,12 +210,12 @@ def _load_raw(file: Path) -> Any:
 
 def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
     """Every path-like value, after substitution, resolves inside an allowed root."""
-    from .recipe import substitute
+    from .recipe import resolve_settings, substitute
 
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not isinstance(raw.get("settings") or {}, dict):
         return  # the engine's own validation says what is wrong
-    merged = {**(raw.get("settings") or {}), **settings}
     try:
+        merged = resolve_settings({**(raw.get("settings") or {}), **settings}, file="<recipe>")
         body = {k: v for k, v in raw.items() if k != "settings"}
         resolved = substitute(body, merged, file="<recipe>", path="$", used=set())
     except ConfigError as exc:

@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def synth(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    # This checkout's synth whatever the cwd (the venv may hold another one).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": path}
     return subprocess.run(
         [sys.executable, "-m", "synth", *args],
         cwd=cwd,
@@ -91,3 +93,93 @@ def test_an_unreadable_input_file_names_file_and_line(
     out = tmp_path / "out"
     proc = synth("run", "perturb-transactions", "--input", str(file), "-n", "3", "--out", str(out))
     refused(proc, str(file), line)
+
+
+# -- 11: accepted, but wrong -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--max-seconds", "-4"], "--max-seconds"),
+        (["--max-seconds", "0"], "--max-seconds"),
+        (["--max-seconds", "nan"], "--max-seconds"),
+        (["--max-attempts", "0"], "--max-attempts"),
+        (["--max-cost-usd", "-1"], "--max-cost-usd"),
+        (["--max-tokens", "-3"], "--max-tokens"),
+        (["-n", str(10**30)], "-n"),
+        (["-n", "0"], "-n"),
+        (["-n", "-5"], "-n"),
+    ],
+)
+def test_run_refuses_impossible_numbers_and_creates_nothing(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    out = tmp_path / "out"
+    argv = ["run", "card-transactions", "--out", str(out), *args]
+    if "-n" not in args:
+        argv += ["-n", "5"]
+    refused(synth(*argv), says, "expected")
+    assert not out.exists()
+
+
+def _link_content(folder: Path) -> None:
+    for name in ("templates", "verifiers"):
+        (folder / name).symlink_to(ROOT / name)
+
+
+def _batch_project(tmp_path: Path, batch: str) -> Path:
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "batches").mkdir()
+    (tmp_path / "recipes" / "cards.yaml").write_text(
+        (ROOT / "recipes" / "card-transactions.yaml").read_text()
+    )
+    _link_content(tmp_path)
+    file = tmp_path / "batches" / "b.yaml"
+    file.write_text(batch)
+    return file
+
+
+@pytest.mark.parametrize("date", ["2024-13-45", "2024-02-30", "2024-1-05", "../../etc"])
+def test_batch_refuses_a_date_that_is_not_one(tmp_path: Path, date: str) -> None:
+    file = _batch_project(tmp_path, "name: b\nrecipes:\n  - {recipe: cards, n: 3}\n")
+    out = tmp_path / "out"
+    refused(synth("batch", str(file), "--date", date, "--out", str(out)), "--date", date)
+    assert not out.exists()
+
+
+def test_batch_naming_an_unknown_recipe_is_a_bad_batch_file(tmp_path: Path) -> None:
+    file = _batch_project(
+        tmp_path, "name: b\nrecipes:\n  - {recipe: cards, n: 3}\n  - {recipe: nope, n: 3}\n"
+    )
+    out = tmp_path / "out"
+    proc = synth("batch", str(file), "--date", "2024-05-01", "--out", str(out))
+    refused(proc, str(file), "$.recipes[1].recipe", "no recipe named 'nope'")
+    assert not out.exists()
+
+
+def test_circular_settings_are_named(tmp_path: Path) -> None:
+    file = tmp_path / "circle.yaml"
+    recipe = (ROOT / "recipes" / "card-transactions.yaml").read_text()
+    assert "locale: ${locale}" in recipe or "${locale}" in recipe
+    text = recipe.replace("settings:\n", "settings:\n  a: ${b}\n  b: ${a}\n", 1)
+    text = text.replace("${locale}", "${a}")
+    file.write_text(text)
+    _link_content(tmp_path)
+    out = tmp_path / "out"
+    err = refused(
+        synth("run", str(file), "-n", "3", "--out", str(out), cwd=tmp_path), "circle", "a -> b -> a"
+    )
+    assert "locale" not in err.lower()
+    assert not out.exists()
+    refused(synth("validate", str(file), cwd=tmp_path), "a -> b -> a")
+
+
+def test_settings_may_still_refer_to_settings(tmp_path: Path) -> None:
+    file = tmp_path / "chain.yaml"
+    recipe = (ROOT / "recipes" / "card-transactions.yaml").read_text()
+    text = recipe.replace("settings:\n", "settings:\n  lang: de\n  loc: ${lang}_DE\n", 1)
+    file.write_text(text.replace("${locale}", "${loc}"))
+    _link_content(tmp_path)
+    proc = synth("validate", str(file), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
