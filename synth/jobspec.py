@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,13 +141,16 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
     if problems:
         raise RequestError(400, "invalid job request", problems)
     settings = {**(body.get("settings") or {}), **(body.get("overrides") or {})}
+    # A setting's text can land in any template through `${name}`: it is as untrusted as
+    # an inline recipe, whichever recipe it is for.
+    _check_inline_templates(settings, where="$.settings")
     recipe = body.get("recipe", None)
     if isinstance(recipe, dict):
         raw, label = recipe, "inline"
         _check_inline_templates(raw)
     else:
         file = recipe_file(str(recipe), policy)
-        raw, label = _load_raw(file), str(recipe)
+        raw, label = _load_raw(file, policy), str(recipe)
     _check_paths(raw, settings, policy)
     if isinstance(recipe, dict):
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +161,15 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
 
         loaded = resolve(file, settings=settings, model=body.get("model"))
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        if isinstance(recipe, dict):  # a refused job leaves nothing behind
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise _does_not_load(
+            exc, policy, inline=file if isinstance(recipe, dict) else None
+        ) from None
+    except BaseException:
+        if isinstance(recipe, dict):
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     return {
         "recipe": label if label == "inline" else loaded.name,
         "recipe_file": str(file.resolve()),
@@ -199,13 +211,25 @@ def list_recipes(policy: Policy) -> list[str]:
     return sorted(p.stem for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
-def _load_raw(file: Path) -> Any:
+def _load_raw(file: Path, policy: Policy) -> Any:
     from .content import load_yaml
 
     try:
         return load_yaml(file)
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        raise _does_not_load(exc, policy) from None
+
+
+def _does_not_load(exc: ConfigError, policy: Policy, inline: Path | None = None) -> RequestError:
+    """The engine's message, without the server's paths (`templates/x.yaml`, not
+    `/srv/synth/templates/x.yaml`)."""
+    from .redaction import scrub_paths
+
+    roots: list[tuple[str | Path, str]] = [(policy.project_root.resolve(), "")]
+    roots += [(r, f"<allowed root {i}>/") for i, r in enumerate(policy.allow_roots)]
+    if inline is not None:
+        roots += [(inline.resolve(), "<inline recipe>"), (inline, "<inline recipe>")]
+    return RequestError(400, "the recipe does not load", scrub_paths(str(exc), roots).splitlines())
 
 
 def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
@@ -219,7 +243,7 @@ def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
         body = {k: v for k, v in raw.items() if k != "settings"}
         resolved = substitute(body, merged, file="<recipe>", path="$", used=set())
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        raise _does_not_load(exc, policy) from None
     bad = [
         f"{where}: {value!r} is outside the allowed folders"
         for where, key, value in _strings({"recipe": resolved, "settings": merged}, "$", None)
@@ -258,37 +282,39 @@ def _inside(value: str, policy: Policy) -> bool:
     return any(path == root or path.is_relative_to(root) for root in policy.roots)
 
 
-def _check_inline_templates(raw: Any) -> None:
-    """Refuse Jinja2 in an inline recipe that reaches Python internals. The engine's
-    prompt environment is not sandboxed; recipe files are trusted, request bodies not."""
+def _check_inline_templates(raw: Any, where: str = "$") -> None:
+    """Refuse Jinja2 in a request body (an inline recipe, a setting) that reaches Python
+    internals. The engine renders in a sandbox too; this refuses the job before it runs.
+    Recipe files are trusted, request bodies not."""
     import jinja2
     from jinja2 import nodes
 
     env = jinja2.Environment()
     bad: list[str] = []
-    for where, _, text in _strings(raw, "$", None):
-        if "{{" not in text and "{%" not in text:
+    for at, _, text in _strings(raw, where, None):
+        if "{{" not in text and "{%" not in text and "{#" not in text:
             continue
         try:
             tree = env.parse(text)
         except jinja2.TemplateSyntaxError as exc:
-            bad.append(f"{where}: template syntax error: {exc.message}")
+            bad.append(f"{at}: template syntax error: {exc.message}")
             continue
         for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Const)):
             if isinstance(node, nodes.Getattr) and (
                 node.attr.startswith("_") or node.attr in ("format", "format_map", "mro")
             ):
-                bad.append(f"{where}: attribute {node.attr!r} is not allowed")
+                bad.append(f"{at}: attribute {node.attr!r} is not allowed")
             elif isinstance(node, nodes.Getitem) and not (
                 isinstance(node.arg, nodes.Const)
                 and not (isinstance(node.arg.value, str) and node.arg.value.startswith("_"))
             ):
-                bad.append(f"{where}: only constant, non-private [keys] are allowed")
+                bad.append(f"{at}: only constant, non-private [keys] are allowed")
             elif isinstance(node, nodes.Filter) and node.name in ("attr", "format"):
-                bad.append(f"{where}: the {node.name!r} filter is not allowed")
+                bad.append(f"{at}: the {node.name!r} filter is not allowed")
             elif (
                 isinstance(node, nodes.Const) and isinstance(node.value, str) and "__" in node.value
             ):
-                bad.append(f"{where}: strings naming dunder attributes are not allowed")
+                bad.append(f"{at}: strings naming dunder attributes are not allowed")
     if bad:
-        raise RequestError(400, "unsafe template in the inline recipe", bad)
+        what = "the job's settings" if where == "$.settings" else "the inline recipe"
+        raise RequestError(400, f"unsafe template in {what}", bad)

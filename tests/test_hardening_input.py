@@ -183,3 +183,30 @@ def test_settings_may_still_refer_to_settings(tmp_path: Path) -> None:
     _link_content(tmp_path)
     proc = synth("validate", str(file), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- 8: render errors are config errors ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        ("Describe {{ merchant.__class__.__mro__ }}", "sandbox refuses"),
+        ("Describe\\n{{ merchant.__len__ }}", "sandbox refuses"),
+        ("Describe\\n\\n{{ 1 // 0 }}", "ZeroDivisionError"),
+        ("{{ range(10**9) | list }}", "failed to render"),
+    ],
+)
+def test_a_template_that_fails_to_render_is_a_config_error(
+    tmp_path: Path, prompt: str, says: str
+) -> None:
+    file = tmp_path / "render.yaml"
+    file.write_text(
+        "name: render\nmodel: openai/stub-model\nsteps:\n"
+        "  - use: faker\n    template: card-transactions\n"
+        f'  - use: prompt\n    prompt: "{prompt}"\n'
+    )
+    _link_content(tmp_path)
+    proc = synth("run", str(file), "-n", "2", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    line = f"line {prompt.count(chr(92) + 'n') + 1}"
+    refused(proc, "<inline prompt>", says, line)

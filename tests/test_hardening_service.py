@@ -202,3 +202,62 @@ def test_a_deeply_nested_body_is_a_json_400(open_server: Server, depth: int) -> 
     assert status == 400, data[:300]
     assert headers["content-type"].startswith("application/json")
     assert "nested too deeply" in _error(data) and "line 1, column" in _error(data)
+
+
+# -- 8: what an error may say -------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKER = {"use": "faker", "template": "card-transactions"}
+
+
+def test_a_template_payload_through_the_body_settings_is_refused(open_server: Server) -> None:
+    payload = "{{ ''.__class__.__mro__ }}"
+    own = {"settings": {"p": payload}, "steps": [FAKER, {"use": "prompt", "prompt": "${p}"}]}
+    status, err = open_server.json("POST", "/v1/jobs", {"recipe": own, "n": 1})
+    assert status == 400 and "not allowed" in " ".join(err["details"]), err
+    passed = {"settings": {"p": "hi"}, "steps": [FAKER, {"use": "prompt", "prompt": "${p}"}]}
+    for key in ("settings", "overrides"):
+        body = {"recipe": passed, "n": 1, "model": "openai/stub-model", key: {"p": payload}}
+        status, err = open_server.json("POST", "/v1/jobs", body)
+        assert status == 400, err
+        assert "unsafe template" in err["error"] and "$.settings.p" in err["details"][0], err
+
+
+def test_a_render_error_fails_the_job_without_a_traceback_or_a_path(open_server: Server) -> None:
+    recipe = {"steps": [FAKER, {"use": "prompt", "prompt": "Say\n{{ range(10**9) | list }}"}]}
+    body = {"recipe": recipe, "n": 1, "model": "openai/stub-model"}
+    status, job = open_server.json("POST", "/v1/jobs", body)
+    assert status == 201, job
+    done = open_server.wait_for(job["id"], lambda j: j["status"] not in ("queued", "running"), 120)
+    assert done["status"] == "failed", done
+    error = done["error"]
+    assert "prompt template" in error and "line 2" in error, error
+    assert "Traceback" not in error and 'File "' not in error, error
+    for secret in (str(ROOT), str(open_server.state_dir), "site-packages"):
+        assert secret not in error, error
+
+
+def test_a_400_names_content_files_without_the_server_path(open_server: Server) -> None:
+    body = {"recipe": "card-transactions", "n": 1, "settings": {"locale": "xx_YY"}}
+    status, _, data = open_server.call("POST", "/v1/jobs", body)
+    assert status == 400, data
+    text = data.decode()
+    assert "templates/card-transactions.yaml" in text and "xx_YY" in text, text
+    assert str(ROOT) not in text and str(open_server.state_dir) not in text, text
+
+
+# -- 9: a refused inline recipe leaves nothing behind --------------------------------------
+
+
+def test_a_refused_inline_recipe_leaves_no_folder(open_server: Server) -> None:
+    jobs = open_server.state_dir / "jobs"
+    before = set(jobs.iterdir()) if jobs.is_dir() else set()
+    for recipe in (
+        {"steps": [{"use": "no-such-step"}]},
+        {"steps": [FAKER], "verify": ["no-such-verifier"]},
+    ):
+        status, err = open_server.json("POST", "/v1/jobs", {"recipe": recipe, "n": 1})
+        assert status == 400 and "does not load" in err["error"], err
+        assert "<inline recipe>" in " ".join(err["details"]), err
+    after = set(jobs.iterdir()) if jobs.is_dir() else set()
+    assert after == before
