@@ -391,7 +391,7 @@ def check_n(n: Any) -> None:
     """`n` is a whole number of records from 1 to `MAX_N`."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise ConfigError(
-            "n must be a whole number of records from 1 to 1,000,000,000",
+            "n must be at least 1 and at most 1,000,000,000 (a whole number of records)",
             path="-n",
             expected=f"an integer from 1 to {MAX_N:,}",
             found=n,
