@@ -26,6 +26,15 @@ from synth.runner.shard import (
 from synth.runner.shard import plan as plan_shards
 
 RecipeRef = str | Path | Recipe | dict[str, Any]
+MAX_N = 10**9  # records per run: far past any dataset, well inside every counter
+# Budget overrides: (kind, smallest, largest); the recipe schema's `budget:` rules, plus
+# a ceiling so that a typo cannot overflow the counters that are derived from them.
+_BUDGET_RANGES: dict[str, tuple[type, float, float]] = {
+    "max_attempts": (int, 1, 10**12),
+    "max_seconds": (float, 0, 10**9),  # exclusive minimum: a run needs some time
+    "max_cost_usd": (float, 0, 10**9),
+    "max_tokens": (int, 1, 10**15),
+}
 
 
 async def run(
@@ -53,8 +62,7 @@ async def run(
     nothing for a finished one; a directory holding another run is refused unless `force`.
     `executor="ray"` runs `shards` shards (default: the cluster's CPUs) as Ray tasks;
     the records are the ones the local executor writes for the same number of shards."""
-    if n < 1:
-        raise ConfigError("n must be at least 1", path="n", expected="an integer >= 1", found=n)
+    check_n(n)
     if workers < 1:
         raise ConfigError("workers must be at least 1", path="--workers", found=workers)
     if shards is not None and shards < 1:
@@ -130,6 +138,7 @@ async def stream(
 ) -> AsyncIterator[Record]:
     """Yield up to `n` passing records as they are verified, writing nothing. The records
     (ids and data) are the ones `run` with the same arguments writes to `data.jsonl`."""
+    check_n(n)
     rec = resolve(recipe, settings=settings, model=model, input=input)
     budget = _budget(rec, max_attempts, max_seconds, None, None)
     limits = RunLimits(
@@ -185,6 +194,43 @@ def resolve(
     return load(recipe, settings=overrides, model=model)
 
 
+def check_n(n: Any) -> None:
+    """`n` is a whole number of records from 1 to `MAX_N`."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        raise ConfigError(
+            "n must be at least 1 and at most 1,000,000,000 (a whole number of records)",
+            path="-n",
+            expected=f"an integer from 1 to {MAX_N:,}",
+            found=n,
+            fix="ask for the records you need; run again with a larger n to add more",
+        )
+
+
+def check_budget(overrides: dict[str, Any]) -> None:
+    """Budget overrides (`--max-seconds` ...) follow the recipe schema's `budget:` rules."""
+    import math
+
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        kind, lo, hi = _BUDGET_RANGES[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        whole = isinstance(value, int) or kind is float
+        ok = number and whole and math.isfinite(value) and lo <= value <= hi
+        if ok and name == "max_seconds":
+            ok = value > 0
+        if not ok:
+            bound = "more than 0" if name == "max_seconds" else f"at least {lo:g}"
+            raise ConfigError(
+                f"{name} must be {bound} and at most {hi:g}",
+                path=f"--{name.replace('_', '-')}",
+                expected=f"{'an integer' if kind is int else 'a number'} {bound}, at most {hi:g}",
+                found=value,
+                fix=f"drop --{name.replace('_', '-')} to use the recipe's budget, or give a "
+                "positive limit",
+            )
+
+
 def _budget(
     rec: Recipe,
     max_attempts: int | None,
@@ -192,6 +238,14 @@ def _budget(
     max_cost_usd: float | None,
     max_tokens: int | None,
 ) -> dict[str, Any]:
+    check_budget(
+        {
+            "max_attempts": max_attempts,
+            "max_seconds": max_seconds,
+            "max_cost_usd": max_cost_usd,
+            "max_tokens": max_tokens,
+        }
+    )
     b = rec.budget
     return {
         "max_attempts": max_attempts if max_attempts is not None else b.max_attempts,

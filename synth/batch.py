@@ -72,7 +72,7 @@ class Batch:
 
 def load_batch(path: str | Path, *, out: str | Path | None = None) -> Batch:
     """Read and validate a batch file (errors name the file and JSON path)."""
-    from synth.content import load_yaml
+    from synth.content import load_yaml, resolve
     from synth.schema import check, packaged
 
     path = Path(path)
@@ -83,6 +83,8 @@ def load_batch(path: str | Path, *, out: str | Path | None = None) -> Batch:
     defaults = {k: raw.get(k) for k in ("monitor", "mix")}
     entries, seen = [], set()
     for i, e in enumerate(raw["recipes"]):
+        # An unknown recipe is a bad batch file (exit 2), not a failed night (exit 1).
+        resolve("recipes", e["recipe"], root, file=str(path), path=f"$.recipes[{i}].recipe")
         name = e.get("name") or Path(e["recipe"]).stem
         if name in seen:
             raise ConfigError(
@@ -123,8 +125,7 @@ async def run_batch(
     batch: Batch, date: str, *, run_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Run one night; returns (and writes) the batch manifest."""
-    if not DATE_DIR.match(date):
-        raise ConfigError("bad date", path="--date", expected="YYYY-MM-DD", found=date)
+    check_date(date)
     night = batch.night_dir(date)
     night.mkdir(parents=True, exist_ok=True)
     lock = _lock(night)
@@ -336,6 +337,22 @@ def diff_previous(batch: Batch, date: str, entries: dict[str, Any]) -> dict[str,
         "removed": sorted(set(prev) - set(entries)),
         "recipes": out,
     }
+
+
+def check_date(date: str) -> None:
+    """A night is a real calendar date, YYYY-MM-DD (it names a folder)."""
+    try:
+        ok = bool(DATE_DIR.match(date)) and dt.date.fromisoformat(date).isoformat() == date
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            "not a calendar date",
+            path="--date",
+            expected="a date as YYYY-MM-DD, e.g. 2024-05-02",
+            found=date,
+            fix="check month (01-12) and day; leave --date out for today",
+        )
 
 
 def exit_status(manifest: dict[str, Any]) -> int:

@@ -14,6 +14,11 @@ import yaml
 from synth.errors import ConfigError, NotFound
 
 KINDS = ("recipes", "templates", "verifiers")
+# What a content file may hold, counted before anything walks it: aliases make a small
+# file a huge tree (nine levels of "billion laughs" are 387 million nodes), and deep
+# nesting overflows the recursive walkers (substitution, JSON Schema, hashing).
+MAX_NODES = 250_000  # with every alias expanded
+MAX_DEPTH = 100
 
 _BASE_DIR: ContextVar[Path | None] = ContextVar("synth_base_dir", default=None)
 _USED: ContextVar[set[Path] | None] = ContextVar("synth_used_files", default=None)
@@ -122,7 +127,14 @@ def load_yaml(file: str | Path) -> Any:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", file=str(file)) from exc
     try:
-        return yaml.safe_load(text)
+        return _parse(text, str(file))
+    except RecursionError:
+        raise ConfigError(
+            "nested too deeply to read",
+            file=str(file),
+            expected=f"at most {MAX_DEPTH} levels of nesting",
+            fix="flatten the file",
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -134,6 +146,89 @@ def load_yaml(file: str | Path) -> Any:
             expected="valid YAML",
             fix="fix the syntax at the line shown (indentation and ':' are the usual causes)",
         ) from exc
+
+
+def _parse(text: str, file: str) -> Any:
+    """`yaml.safe_load`, refusing a document too deep or too big once aliases expand."""
+    loader = _CountingLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except _TooDeep as exc:
+            raise _too_big(file, exc.mark, "nested too deeply", "nesting") from None
+        if node is None:
+            return None
+        _check_size(node, file)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        self.mark = mark
+
+
+class _CountingLoader(yaml.SafeLoader):
+    """Stops composing past `MAX_DEPTH` levels, before Python's own recursion limit."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _check_size(root: yaml.Node, file: str) -> None:
+    """Count the nodes of the tree as a walker would see it (every alias expanded),
+    without expanding anything: each node's size is computed once, bottom up."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if not done:
+            if id(node) in open_:
+                raise _too_big(file, node.start_mark, "an alias refers to itself", "recursion")
+            open_.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in sizes)
+            continue
+        open_.discard(id(node))
+        size = 1 + sum(sizes[id(c)] for c in children)
+        if size > MAX_NODES:
+            raise _too_big(file, node.start_mark, "too many values once aliases expand", "size")
+        sizes[id(node)] = size
+
+
+def _too_big(file: str, mark: Any, message: str, kind: str) -> ConfigError:
+    expected = {
+        "nesting": f"at most {MAX_DEPTH} levels of nesting",
+        "size": f"at most {MAX_NODES:,} values with every *alias expanded",
+        "recursion": "an alias that refers to an anchor defined before it, not its own parent",
+    }[kind]
+    return ConfigError(
+        message,
+        file=file,
+        path=f"line {mark.line + 1}, column {mark.column + 1}",
+        expected=expected,
+        found=f"the node starting at line {mark.line + 1}",
+        fix="write the values out, or use fewer nested anchors and *aliases"
+        if kind != "nesting"
+        else "flatten the structure; no recipe, template or verifier needs this much",
+    )
 
 
 def _listing(folder: Path) -> list[Path]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
 # The one policy for "this name holds a secret", used for environment variables (redaction,
 # what a Ray worker is sent) and recipe settings (the manifest): a name is a secret's when
@@ -34,3 +35,20 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for s in secrets:
         text = text.replace(s, "***")
     return text
+
+
+# An absolute path, not part of a URL: `/srv/app/x.py` -> `.../x.py`.
+_ABS_PATH = re.compile(r"(?<![\w.~:/<])/(?:[\w.@+-]+/)+([\w.@+-]*)")
+
+
+def scrub_paths(text: str, roots: Iterable[tuple[str | Path, str]] = ()) -> str:
+    """A message a remote client sees, without the server's file layout: each of `roots`
+    becomes its label (the project folder "", the state dir "<state>/"), and any other
+    absolute path keeps only its last part. The full message stays in the server's log."""
+    for root, label in sorted(roots, key=lambda r: -len(str(r[0]))):
+        base = str(root).rstrip("/")
+        text = text.replace(base + "/", label).replace(base, label.rstrip("/") or ".")
+    for prefix in ("Traceback (most recent call last)",):
+        if prefix in text:
+            text = text.split(prefix)[0] + "(traceback omitted)"
+    return _ABS_PATH.sub(lambda m: ".../" + m.group(1), text)

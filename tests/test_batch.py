@@ -130,16 +130,18 @@ def test_next_night_produces_only_new_records(tmp_path: Path) -> None:
 def test_a_failing_entry_alerts_and_the_others_still_run(tmp_path: Path) -> None:
     file = project(
         tmp_path,
-        "name: b\nrecipes:\n  - {recipe: no-such-recipe, n: 5}\n  - {recipe: tiny, n: 3}\n",
+        "name: b\nrecipes:\n  - {recipe: broken, n: 5}\n  - {recipe: tiny, n: 3}\n",
     )
+    # It exists (an unknown name is a bad batch file, exit 2) but does not load.
+    (tmp_path / "recipes" / "broken.yaml").write_text("steps: [{use: no-such-step}]\n")
     out = tmp_path / "out"
     assert batch(file, "2024-05-01", out) == 1
     m = night(out, "2024-05-01")
-    assert m["status"] == "failed" and m["failed"] == ["no-such-recipe"]
-    assert "no recipe named 'no-such-recipe'" in m["recipes"]["no-such-recipe"]["error"]
+    assert m["status"] == "failed" and m["failed"] == ["broken"]
+    assert "no-such-step" in m["recipes"]["broken"]["error"]
     assert m["recipes"]["tiny"]["status"] == "done"
     report = (out / "b" / "2024-05-01" / "report.html").read_text()
-    assert "no-such-recipe" in report and "Needs attention" in report
+    assert "broken" in report and "Needs attention" in report
 
 
 def test_collapse_monitor_failure_alerts_and_blocks_mixing(tmp_path: Path) -> None:

@@ -31,11 +31,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from synth.batch import exit_status, load_batch, run_batch, today
+    from synth.batch import check_date, exit_status, load_batch, run_batch, today
     from synth.executors import get_executor
 
-    batch = load_batch(args.file, out=args.out)
     date = args.date or today()
+    check_date(date)
+    batch = load_batch(args.file, out=args.out)
     options: dict[str, Any] = {"workers": args.workers, "shards": args.shards}
     if args.executor != "local" or args.address:
         options["executor"] = get_executor(args.executor, address=args.address)

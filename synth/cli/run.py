@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from synth.runner.recipe import parse_overrides
 
     quiet = getattr(args, "quiet", False)
+    api.check_n(args.n)  # before anything loads or is created
+    api.check_budget(
+        {k: getattr(args, k) for k in ("max_attempts", "max_seconds", "max_cost_usd", "max_tokens")}
+    )
     recipe = api.resolve(
         args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
     )

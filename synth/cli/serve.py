@@ -39,6 +39,13 @@ def add_parser(sub: Any) -> None:
         help="lower the service's own CPU priority by this much so a poll storm cannot slow "
         "running jobs (default 5; 0 keeps it equal)",
     )
+    p.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        default=None,
+        help="mark the dashboard's session cookie Secure (HTTPS only), for a service behind "
+        "a TLS proxy (default: $SYNTH_SECURE_COOKIE=1, else off)",
+    )
     p.set_defaults(func=run)
 
 
@@ -74,11 +81,33 @@ def run(args: argparse.Namespace) -> int:
         max_jobs=args.max_jobs,
         max_body=args.max_body_kb * 1024,
         nice=max(0, args.nice),
+        secure_cookie=_secure_cookie(args.secure_cookie, os.environ.get("SYNTH_SECURE_COOKIE")),
     )
     config.check()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(_serve(config))
     return 0
+
+
+def _secure_cookie(flag: bool | None, env: str | None) -> bool:
+    from synth.errors import ConfigError
+
+    if flag:
+        return True
+    if env is None or env.strip() == "":
+        return False
+    value = env.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(
+        "SYNTH_SECURE_COOKIE is not a boolean",
+        path="SYNTH_SECURE_COOKIE",
+        expected="1 or 0 (true/false, yes/no, on/off)",
+        found=env,
+        fix="export SYNTH_SECURE_COOKIE=1 behind TLS, or unset it",
+    )
 
 
 async def _serve(config: Any) -> None:

@@ -32,6 +32,7 @@ class Prompt:
     def render(self, **variables: Any) -> list[dict[str, str]]:
         """Chat messages for these variables; a missing variable is a ConfigError."""
         import jinja2
+        from jinja2.sandbox import SecurityError
 
         template = _compile(self.source)
         try:
@@ -49,9 +50,38 @@ class Prompt:
             raise ConfigError(
                 f"prompt template uses an undefined variable: {exc.message}",
                 file=str(self.path),
+                path=_template_line(exc),
                 expected=f"only the variables {', '.join(sorted(variables))}",
                 fix="fix the variable name in the template",
-            ) from exc
+            ) from None
+        except SecurityError as exc:
+            raise ConfigError(
+                f"prompt template reaches what the sandbox refuses: {exc}",
+                file=str(self.path),
+                path=_template_line(exc),
+                expected="a template that reads variables and uses filters, nothing else",
+                fix="remove attribute and method access on Python internals from the template",
+            ) from None
+        except Exception as exc:  # any error a template raises is the template's
+            raise ConfigError(
+                f"prompt template failed to render: {type(exc).__name__}: {exc}"[:500],
+                file=str(self.path),
+                path=_template_line(exc),
+                expected="a template that renders for every record",
+                fix="fix the expression at that line (or guard it with {% if %})",
+            ) from None
+
+
+def _template_line(exc: BaseException) -> str | None:
+    """`line N` of the template where rendering failed: Jinja2 maps its frames back to
+    template lines in the traceback it rewrites."""
+    line = getattr(exc, "lineno", None)
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename in ("<template>", "<unknown>"):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"line {line}" if line else None
 
 
 def check_prompts(*names: str | None) -> None:

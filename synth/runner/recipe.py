@@ -178,8 +178,8 @@ def from_dict(
     if not isinstance(defaults, dict):
         schema.check(raw, schema.packaged("recipe.json"), file=where, what="recipe")
     overrides = dict(settings or {})
-    merged = {**defaults, **overrides}
     used: set[str] = set()
+    merged = resolve_settings({**defaults, **overrides}, file=where, used=used)
     body = {k: v for k, v in raw.items() if k != "settings"}
     resolved: dict[str, Any] = substitute(body, merged, file=where, path="$", used=used)
     unused = sorted(set(overrides) - used - set(defaults))
@@ -281,6 +281,41 @@ def substitute(obj: Any, settings: dict[str, Any], *, file: str, path: str, used
     return _REF.sub(
         lambda m: "${" + m.group(2) + "}" if m.group(1) else _text(value(m.group(2))), obj
     )
+
+
+def resolve_settings(
+    settings: dict[str, Any], *, file: str, used: set[str] | None = None
+) -> dict[str, Any]:
+    """Settings may refer to other settings (`path: ${dir}/x.jsonl`); resolve them so no
+    `${name}` reaches a step, and refuse a cycle (`a: ${b}`, `b: ${a}`) by name."""
+    used = set() if used is None else used
+    done: dict[str, Any] = {}
+
+    def value(name: str, chain: tuple[str, ...]) -> Any:
+        if name in done:
+            return done[name]
+        if name in chain:
+            cycle = " -> ".join((*chain[chain.index(name) :], name))
+            raise ConfigError(
+                f"settings refer to each other in a circle: {cycle}",
+                file=file,
+                path=f"$.settings.{name}",
+                expected="settings that end in values, not in each other",
+                found={k: settings[k] for k in chain[chain.index(name) :]},
+                fix=f"give one of {', '.join(sorted(set(chain[chain.index(name) :])))} a "
+                "plain value (or pass it with --set)",
+            )
+        text = json.dumps(settings[name], default=str)
+        refs = {m.group(2) for m in _REF.finditer(text) if not m.group(1)} & settings.keys()
+        view = {**settings, **{r: value(r, (*chain, name)) for r in sorted(refs)}}
+        done[name] = substitute(
+            settings[name], view, file=file, path=f"$.settings.{name}", used=used
+        )
+        return done[name]
+
+    for name in settings:
+        value(name, ())
+    return done
 
 
 def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:

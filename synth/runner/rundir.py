@@ -11,6 +11,10 @@ Crash safety comes from three rules:
    the checkpoint does not cover), counters are restored, and the source restarts at the
    checkpointed index, skipping the ids already written for it. Work lost to a kill is at
    most one batch; nothing is written twice.
+4. A write that fails (a full disk, a vanished mount) does not wait for the next start:
+   both files are cut back to the last checkpoint at once and the manifest says
+   `failed` and why, so the directory never shows a torn line or a run that is not
+   running. The same command resumes it once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -81,6 +85,13 @@ class RunDir:
         self._pending = 0
         self._last_flush = time.monotonic()
         self._lock_fd: int | None = None
+        # What the manifest on disk vouches for: restored when a write fails.
+        self._durable: tuple[dict[str, int], tuple[int | None, list[str]], dict[str, Any]] = (
+            {DATA: 0, REJECTS: 0},
+            (None, []),
+            {},
+        )
+        self.failed: str | None = None  # why a write failed; nothing is written after it
 
     # -- opening -------------------------------------------------------------------------
 
@@ -154,6 +165,7 @@ class RunDir:
         elapsed = float(durations.get("total_s", 0.0))
         index, ids = cp.get("index"), list(cp.get("ids", []))
         self._group = (index, ids)
+        self._durable = (dict(self._size), (index, list(ids)), dict(previous))
         if not finished:
             self.manifest["durations"] = {
                 **durations,
@@ -235,13 +247,36 @@ class RunDir:
 
     def checkpoint(self, tally: Tally, *, elapsed: float, **updates: Any) -> None:
         """Write buffered lines, then record in the manifest that they are durable."""
+        if self.failed is not None:
+            return  # the directory stays as the last checkpoint left it
         try:
             self._checkpoint(tally, elapsed, updates)
         except OSError as exc:  # a full disk, a vanished mount: resumable once fixed
+            why = f"cannot write to {self.path}: {exc}"
+            self._roll_back(why)
             raise SinkError(
-                f"cannot write to {self.path}: {exc}; fix that and run the same command "
+                f"{why}. The run directory is as its last checkpoint left it (manifest "
+                "status: failed); free space or fix the mount, then run the same command "
                 "again to resume"
             ) from exc
+
+    def _roll_back(self, why: str) -> None:
+        """Back to the last durable checkpoint: cut both files to its sizes, drop what
+        was buffered, and record the failure (best effort: if even the manifest cannot
+        be written, the one on disk still matches the files)."""
+        sizes, group, manifest = self._durable
+        self.failed = why
+        for name in (DATA, REJECTS):
+            self._buf[name].clear()
+            fd = self._fds.get(name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, sizes[name])
+            self._size[name] = sizes[name]
+        self._pending, self._group = 0, (group[0], list(group[1]))
+        self.manifest = {**manifest, "status": "failed", "error": why, "failed_at": _now()}
+        with contextlib.suppress(OSError):
+            write_manifest(self.path, self.manifest)
 
     def _checkpoint(self, tally: Tally, elapsed: float, updates: dict[str, Any]) -> None:
         for name in (DATA, REJECTS):
@@ -288,6 +323,8 @@ class RunDir:
 
     def _write_manifest(self) -> None:
         write_manifest(self.path, self.manifest)
+        group = (self._group[0], list(self._group[1]))
+        self._durable = (dict(self._size), group, dict(self.manifest))
 
     def close(self) -> None:
         for fd in self._fds.values():

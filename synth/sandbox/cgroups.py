@@ -87,6 +87,47 @@ class SlotCgroup:
             pass
         return 0
 
+    def limit_events(self) -> dict[str, int]:
+        """How often so far each limit refused the slot something, by the kernel's own
+        counters: `memory` (usage reached the memory limit: v1 `memory.failcnt`, v2
+        `memory.events` max) and `nproc` (a fork refused: `pids.events` max). A job that
+        catches the failure and exits 0 still moves them, which is why they are read."""
+        out = {}
+        mem, pids = self.dirs.get("memory"), self.dirs.get("pids")
+        if mem is not None:
+            out["memory"] = (
+                _counter(mem / "memory.events", "max")
+                if self.v2
+                else _number(mem / "memory.failcnt")
+            )
+        if pids is not None:
+            out["nproc"] = _counter(pids / "pids.events", "max")
+        return out
+
+    def cap_pids(self, nproc: int) -> bool:
+        """Let the next job start exactly `nproc` tasks under this cgroup's count, which
+        the kernel counts when it refuses one (RLIMIT_NPROC refuses without a trace).
+        The caller sets the job's RLIMIT_NPROC one higher, so this cap is what binds.
+        Only where no helper must fork while the job's tasks are alive (pid-namespace
+        cleanup). False when the slot has no pids controller."""
+        pids = self.dirs.get("pids")
+        if pids is None:
+            return False
+        try:
+            current = _number(pids / "pids.current")
+            (pids / "pids.max").write_text(str(current + nproc))
+        except OSError:
+            return False
+        return True
+
+    def uncap_pids(self, nproc: int) -> None:
+        pids = self.dirs.get("pids")
+        if pids is not None:
+            try:
+                (pids / "pids.max").write_text(str(nproc + 16))
+            except OSError:
+                pass
+
     def describe(self) -> str:
         """Where the slot's limits live, for `synth sandbox check`."""
         version = "v2" if self.v2 else "v1"
@@ -118,6 +159,25 @@ class SlotCgroup:
             except OSError:
                 pass
         self.dirs = {}
+
+
+def _number(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _counter(path: Path, key: str) -> int:
+    """`key N` in a flat-keyed cgroup file such as `memory.events` or `pids.events`."""
+    try:
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def protect_from_oom(pid: int) -> None:

@@ -3,9 +3,12 @@
 "passed" only when: the trusted runner's report parses, starts and ends, names exactly the
 tests the parent found in the source (zero tests never passes), every one of them passed
 *and* every recorded check holds again here, on plain values and on the literals this side
-parsed itself; and the process exited 0. Exit status alone never passes. Failing verdicts
-are distinct: timeout, memory, output_limit, crash, import_error, syntax_error, no_tests,
-test_mismatch, tests_redefine_solution, tests_failed, sandbox_error."""
+parsed itself; and the process exited 0, without running into a limit on the way (a job
+that catches its own MemoryError or failed fork is `resource_limit`, where the kernel
+counted it: the slot's memory and pids cgroups). Exit status alone never passes. Failing
+verdicts are distinct: timeout, memory, output_limit, resource_limit, crash, import_error,
+syntax_error, no_tests, test_mismatch, tests_redefine_solution, tests_failed,
+sandbox_error."""
 
 from __future__ import annotations
 
@@ -298,6 +301,20 @@ def judge(prep: Prepared, raw: RawResult, limits: SandboxLimits, language: str) 
     if _MEMORY.search(texts) or (raw.signal in _CRASH_SIGNALS and near_limit):
         return fail(
             "memory", f"exceeded the {limits.memory_mb} MiB memory limit", language, **common
+        )
+    if raw.limits_hit:
+        names = {
+            "memory": f"the memory limit ({limits.memory_mb} MiB)",
+            "nproc": f"the process limit ({limits.nproc} processes and threads)",
+        }
+        hit = " and ".join(names.get(k, k) for k in raw.limits_hit)
+        return fail(
+            "resource_limit",
+            f"the job ran into {hit}; code that needs more than its limits does not pass, "
+            "even when it catches the failure",
+            language,
+            extra={"limits_hit": list(raw.limits_hit)},
+            **common,
         )
     if events is None or ended is None:
         how = f"signal {raw.signal}" if raw.signal else f"exit status {raw.exit}"

@@ -68,6 +68,9 @@ class RawResult:
     maxrss_kb: int = 0
     error: str = ""  # set when the sandbox itself failed, not the job
     oom_killed: bool = False  # the slot's memory cgroup had to kill a job process
+    # Limits the kernel says the job ran into, caught by the job or not ("memory": the
+    # slot's memory cgroup limit, "nproc": a refused fork or thread), from cgroup counters.
+    limits_hit: tuple[str, ...] = ()
 
     @classmethod
     def from_reply(cls, reply: Mapping[str, Any]) -> RawResult:
@@ -339,27 +342,39 @@ class ForkServerPool:
         slot = await self._acquire()
         try:
             await self._ready(slot)
-            ooms = 0
+            ooms, before, capped = 0, {}, False
+            msg = job.message()
             if slot.cgroup is not None:
                 slot.cgroup.set_limits(
                     job.limits.memory_mb, self.settings.disk_mb, job.limits.nproc
                 )
                 ooms = slot.cgroup.oom_kills()
+                before = slot.cgroup.limit_events()
+                # In the jail, cleanup kills by pid namespace (no helper fork), so the
+                # pids cgroup can be the binding process limit: it counts what it refuses.
+                capped = self.name == "bwrap" and slot.cgroup.cap_pids(job.limits.nproc)
+                if capped:
+                    msg["limits"] = {**msg["limits"], "nproc": job.limits.nproc + 1}
             try:
-                reply = await slot.request(job.message(), job.limits.wall_s + GRACE_S)
+                reply = await slot.request(msg, job.limits.wall_s + GRACE_S)
             except asyncio.CancelledError:
                 slot.kill()  # its reply would be read by the next job: start afresh
                 raise
             except (TimeoutError, EOFError, OSError, ValueError) as exc:
                 slot.kill()
                 return RawResult(error=f"sandbox worker failed: {type(exc).__name__}: {exc}")
+            finally:
+                if capped and slot.cgroup is not None:
+                    slot.cgroup.uncap_pids(job.limits.nproc)
             if not reply.get("ok"):
                 slot.kill()
                 return RawResult(error=str(reply.get("error", "sandbox worker error"))[-2000:])
             oom = slot.cgroup is not None and slot.cgroup.oom_kills() > ooms
+            after = slot.cgroup.limit_events() if slot.cgroup is not None else {}
+            hit = tuple(k for k, n in after.items() if n > before.get(k, n))
             if reply.get("retire"):
                 slot.kill()  # it could not wipe what the job left: the next job gets a new one
-            return RawResult.from_reply({**reply, "oom_killed": oom})
+            return RawResult.from_reply({**reply, "oom_killed": oom, "limits_hit": hit})
         finally:
             self._release(slot)
 

@@ -15,6 +15,7 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -25,14 +26,29 @@ from typing import Any
 from aiohttp import web
 
 from synth.errors import ConfigError
-from synth.service.auth import COOKIE, SECURITY_HEADERS, is_loopback, middleware, session_value
+from synth.service.auth import (
+    COOKIE,
+    SECURITY_HEADERS,
+    LoginThrottle,
+    is_loopback,
+    middleware,
+    session_value,
+)
 from synth.service.jobs import FINAL, SUCCEEDED, Job, JobStore
 from synth.service.paging import LineIndex
-from synth.service.spec import Policy, RequestError, build_spec, list_recipes, new_job_id
+from synth.service.spec import (
+    Policy,
+    RequestError,
+    build_spec,
+    list_recipes,
+    new_job_id,
+    parse_body,
+)
 from synth.service.supervisor import Busy, Supervisor
 
 log = logging.getLogger("synth.service")
 LIVE_REPORT_TTL_S = 10.0
+MAX_BODY_DEPTH = 64  # arrays and objects in a request body; an inline recipe needs ~10
 _NEW_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
@@ -48,6 +64,7 @@ class ServiceConfig:
     max_jobs: int = 2
     max_body: int = 256 * 1024
     nice: int = 5  # how far the event loop yields the CPU to running jobs
+    secure_cookie: bool = False  # the session cookie only over HTTPS (behind a TLS proxy)
 
     def check(self) -> None:
         """Refuse to expose the service without a token."""
@@ -82,6 +99,7 @@ CONF = web.AppKey("config", ServiceConfig)
 INDEXES = web.AppKey("indexes", dict)
 LOCKS = web.AppKey("report_locks", dict)
 VIEWS = web.AppKey("views", dict)  # job id -> its JSON, dropped whenever the job changes
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 
 
 # -- the app -----------------------------------------------------------------------------
@@ -104,6 +122,7 @@ def create_app(config: ServiceConfig) -> web.Application:
     )
     app[INDEXES] = {}
     app[LOCKS] = {}
+    app[THROTTLE] = LoginThrottle()
     views: dict[str, bytes] = {}
     app[VIEWS] = views
 
@@ -151,10 +170,7 @@ async def submit(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise RequestError(415, "send the job as JSON", ["Content-Type: application/json"])
     raw = await request.read()  # over client_max_size: 413
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(400, "the body is not valid JSON", [str(exc)]) from None
+    body = parse_body(raw, MAX_BODY_DEPTH)
     if sum(j.active for j in sup.jobs.values()) >= sup.max_jobs:
         raise _busy(sup)
     job_id = new_job_id()
@@ -281,14 +297,16 @@ async def recipes(request: web.Request) -> web.Response:
     policy = request.app[CONF].policy
 
     def describe() -> list[dict[str, Any]]:
-        import yaml
+        from synth.content import load_yaml  # refuses alias bombs and deep nesting
 
         out = []
         for name in list_recipes(policy):
             file = policy.recipes_dir / f"{name}.yaml"
             try:
-                raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError):
+                raw = load_yaml(file) or {}
+            except ConfigError:
+                raw = {}
+            if not isinstance(raw, dict):
                 raw = {}
             out.append(
                 {
@@ -330,17 +348,35 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    token = request.app[CONF].token
+    config = request.app[CONF]
+    token = config.token
+    if token is None:
+        return web.Response(status=204)  # loopback without a token: nothing to log in to
+    throttle, client = request.app[THROTTLE], request.remote or "unknown"
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        raise RequestError(
+            429,
+            "too many wrong tokens",
+            [f"at most {throttle.failures} failed sign-ins per {throttle.window_s:g} s per client"],
+            retry_after=math.ceil(wait),
+        )
     try:
         given = str((await request.json()).get("token", ""))
     except (ValueError, AttributeError):
         given = ""
-    if token is None:
-        return web.Response(status=204)  # loopback without a token: nothing to log in to
     if not hmac.compare_digest(given.encode(), token.encode()):
+        throttle.failed(client)
         raise RequestError(401, "wrong token", [])
     resp = web.Response(status=204)
-    resp.set_cookie(COOKIE, session_value(token), httponly=True, samesite="Strict", path="/")
+    resp.set_cookie(
+        COOKIE,
+        session_value(token),
+        httponly=True,
+        samesite="Strict",
+        path="/",
+        secure=config.secure_cookie,
+    )
     return resp
 
 

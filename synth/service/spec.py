@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,17 @@ CONTENT_DIRS = ("templates", "verifiers", "recipes", "data")
 class RequestError(Exception):
     """A 4xx answer: `status`, a one-line `message`, and `details` (a list of strings)."""
 
-    def __init__(self, status: int, message: str, details: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        details: Sequence[str] = (),
+        *,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.details = status, message, list(details)
+        self.retry_after = retry_after  # seconds, for a 429's Retry-After (default 5)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +75,61 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
+def parse_body(raw: bytes, max_depth: int) -> Any:
+    """The JSON body, refusing one nested deeper than `max_depth` (the validators recurse)
+    with the line and column where it gets too deep."""
+    import json
+
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        body = None
+    except ValueError as exc:
+        raise RequestError(400, "the body is not valid JSON", [str(exc)]) from None
+    else:
+        if _depth(body, max_depth) <= max_depth:
+            return body
+    line, col = _too_deep_at(raw, max_depth)
+    raise RequestError(
+        400,
+        "the body is nested too deeply",
+        [f"line {line}, column {col}: more than {max_depth} levels of arrays and objects"],
+    )
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """How deep `obj` nests, counting no further than `limit + 1`; not recursive."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in values)
+    return deepest
+
+
+def _too_deep_at(raw: bytes, max_depth: int) -> tuple[int, int]:
+    depth, line, col, in_str, escaped = 0, 1, 0, False, False
+    for byte in raw:
+        col += 1
+        if byte == 0x0A:
+            line, col = line + 1, 0
+        elif in_str:
+            escaped, in_str = (False, True) if escaped else (byte == 0x5C, byte != 0x22)
+        elif byte == 0x22:
+            in_str = True
+        elif byte in b"[{":
+            depth += 1
+            if depth > max_depth:
+                return line, col
+        elif byte in b"]}":
+            depth -= 1
+    return line, col
+
+
 def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
     """Validate `body` and return the spec; writes an inline recipe to `job_dir`.
     Blocking (it loads the recipe): call it in a thread."""
@@ -77,13 +141,16 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
     if problems:
         raise RequestError(400, "invalid job request", problems)
     settings = {**(body.get("settings") or {}), **(body.get("overrides") or {})}
+    # A setting's text can land in any template through `${name}`: it is as untrusted as
+    # an inline recipe, whichever recipe it is for.
+    _check_inline_templates(settings, where="$.settings")
     recipe = body.get("recipe", None)
     if isinstance(recipe, dict):
         raw, label = recipe, "inline"
         _check_inline_templates(raw)
     else:
         file = recipe_file(str(recipe), policy)
-        raw, label = _load_raw(file), str(recipe)
+        raw, label = _load_raw(file, policy), str(recipe)
     _check_paths(raw, settings, policy)
     if isinstance(recipe, dict):
         job_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +161,15 @@ def build_spec(body: Any, policy: Policy, job_dir: Path) -> dict[str, Any]:
 
         loaded = resolve(file, settings=settings, model=body.get("model"))
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        if isinstance(recipe, dict):  # a refused job leaves nothing behind
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise _does_not_load(
+            exc, policy, inline=file if isinstance(recipe, dict) else None
+        ) from None
+    except BaseException:
+        if isinstance(recipe, dict):
+            shutil.rmtree(job_dir, ignore_errors=True)
+        raise
     return {
         "recipe": label if label == "inline" else loaded.name,
         "recipe_file": str(file.resolve()),
@@ -136,27 +211,39 @@ def list_recipes(policy: Policy) -> list[str]:
     return sorted(p.stem for p in base.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
-def _load_raw(file: Path) -> Any:
+def _load_raw(file: Path, policy: Policy) -> Any:
     from synth.content import load_yaml
 
     try:
         return load_yaml(file)
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        raise _does_not_load(exc, policy) from None
+
+
+def _does_not_load(exc: ConfigError, policy: Policy, inline: Path | None = None) -> RequestError:
+    """The engine's message, without the server's paths (`templates/x.yaml`, not
+    `/srv/synth/templates/x.yaml`)."""
+    from synth.redaction import scrub_paths
+
+    roots: list[tuple[str | Path, str]] = [(policy.project_root.resolve(), "")]
+    roots += [(r, f"<allowed root {i}>/") for i, r in enumerate(policy.allow_roots)]
+    if inline is not None:
+        roots += [(inline.resolve(), "<inline recipe>"), (inline, "<inline recipe>")]
+    return RequestError(400, "the recipe does not load", scrub_paths(str(exc), roots).splitlines())
 
 
 def _check_paths(raw: Any, settings: dict[str, Any], policy: Policy) -> None:
     """Every path-like value, after substitution, resolves inside an allowed root."""
-    from synth.runner.recipe import substitute
+    from synth.runner.recipe import resolve_settings, substitute
 
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not isinstance(raw.get("settings") or {}, dict):
         return  # the engine's own validation says what is wrong
-    merged = {**(raw.get("settings") or {}), **settings}
     try:
+        merged = resolve_settings({**(raw.get("settings") or {}), **settings}, file="<recipe>")
         body = {k: v for k, v in raw.items() if k != "settings"}
         resolved = substitute(body, merged, file="<recipe>", path="$", used=set())
     except ConfigError as exc:
-        raise RequestError(400, "the recipe does not load", str(exc).splitlines()) from None
+        raise _does_not_load(exc, policy) from None
     bad = [
         f"{where}: {value!r} is outside the allowed folders"
         for where, key, value in _strings({"recipe": resolved, "settings": merged}, "$", None)
@@ -195,37 +282,39 @@ def _inside(value: str, policy: Policy) -> bool:
     return any(path == root or path.is_relative_to(root) for root in policy.roots)
 
 
-def _check_inline_templates(raw: Any) -> None:
-    """Refuse Jinja2 in an inline recipe that reaches Python internals. The engine's
-    prompt environment is not sandboxed; recipe files are trusted, request bodies not."""
+def _check_inline_templates(raw: Any, where: str = "$") -> None:
+    """Refuse Jinja2 in a request body (an inline recipe, a setting) that reaches Python
+    internals. The engine renders in a sandbox too; this refuses the job before it runs.
+    Recipe files are trusted, request bodies not."""
     import jinja2
     from jinja2 import nodes
 
     env = jinja2.Environment()
     bad: list[str] = []
-    for where, _, text in _strings(raw, "$", None):
-        if "{{" not in text and "{%" not in text:
+    for at, _, text in _strings(raw, where, None):
+        if "{{" not in text and "{%" not in text and "{#" not in text:
             continue
         try:
             tree = env.parse(text)
         except jinja2.TemplateSyntaxError as exc:
-            bad.append(f"{where}: template syntax error: {exc.message}")
+            bad.append(f"{at}: template syntax error: {exc.message}")
             continue
         for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Const)):
             if isinstance(node, nodes.Getattr) and (
                 node.attr.startswith("_") or node.attr in ("format", "format_map", "mro")
             ):
-                bad.append(f"{where}: attribute {node.attr!r} is not allowed")
+                bad.append(f"{at}: attribute {node.attr!r} is not allowed")
             elif isinstance(node, nodes.Getitem) and not (
                 isinstance(node.arg, nodes.Const)
                 and not (isinstance(node.arg.value, str) and node.arg.value.startswith("_"))
             ):
-                bad.append(f"{where}: only constant, non-private [keys] are allowed")
+                bad.append(f"{at}: only constant, non-private [keys] are allowed")
             elif isinstance(node, nodes.Filter) and node.name in ("attr", "format"):
-                bad.append(f"{where}: the {node.name!r} filter is not allowed")
+                bad.append(f"{at}: the {node.name!r} filter is not allowed")
             elif (
                 isinstance(node, nodes.Const) and isinstance(node.value, str) and "__" in node.value
             ):
-                bad.append(f"{where}: strings naming dunder attributes are not allowed")
+                bad.append(f"{at}: strings naming dunder attributes are not allowed")
     if bad:
-        raise RequestError(400, "unsafe template in the inline recipe", bad)
+        what = "the job's settings" if where == "$.settings" else "the inline recipe"
+        raise RequestError(400, f"unsafe template in {what}", bad)

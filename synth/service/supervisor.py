@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from synth.redaction import scrub_paths
 from synth.service.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger("synth.service")
@@ -149,7 +150,7 @@ class Supervisor:
             await self._run_child(job)
         except Exception as exc:  # a supervisor bug must fail one job, not the service
             log.exception("job %s: supervisor error", job.id)
-            await self._finish(job, FAILED, error=f"internal error: {exc}")
+            await self._finish(job, FAILED, error=scrub_paths(f"internal error: {exc}"))
         finally:
             self._tasks.pop(job.id, None)
             self._procs.pop(job.id, None)
@@ -197,7 +198,9 @@ class Supervisor:
         elif proc.returncode == 0:
             await self._finish(job, SUCCEEDED)
         else:
-            await self._finish(job, FAILED, error=_error_from_log(logfile, proc.returncode))
+            error = _error_from_log(logfile, proc.returncode)
+            roots = [(self.project_root.resolve(), ""), (self.state_dir.resolve(), "<state>/")]
+            await self._finish(job, FAILED, error=scrub_paths(error, roots))
 
     async def _refresh(self, job: Job) -> None:
         manifest = await asyncio.to_thread(_read_json, Path(job.run_dir) / "manifest.json")
@@ -282,7 +285,11 @@ def _error_from_log(logfile: Path, returncode: int | None) -> str:
         tail = ""
     if "synth: error:" in tail:
         return tail[tail.rindex("synth: error:") :].strip()[:2000]
-    last = "\n".join(tail.strip().splitlines()[-15:])
+    lines = tail.strip().splitlines()
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        # A bug, not a user error: say what it was; the frames stay in the job's log.
+        return f"the job process failed (exit status {returncode}): {lines[-1]}"[:2000]
+    last = "\n".join(lines[-15:])
     return f"the job process exited with status {returncode}\n{last}".strip()[:2000]
 
 

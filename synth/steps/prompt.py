@@ -169,12 +169,17 @@ def _render(tmpl: Prompt, variables: dict[str, Any], record: Record) -> list[dic
     try:
         return tmpl.render(**variables)
     except ConfigError as exc:
+        undefined = "undefined variable" in exc.message
         raise ConfigError(
             f"{exc.message} (record {record.id})",
             file=exc.file,
             path=exc.path,
-            expected=f"a variable among the record's fields: {', '.join(sorted(record.data))}",
-            fix="fix the variable name in the prompt, or add that field in an earlier step",
+            expected=f"a variable among the record's fields: {', '.join(sorted(record.data))}"
+            if undefined
+            else exc.expected,
+            fix="fix the variable name in the prompt, or add that field in an earlier step"
+            if undefined
+            else exc.fix,
         ) from None
 
 

@@ -168,13 +168,42 @@ def _rows(file: Path, fmt: str, fields: list[str] | None, infer: bool) -> Iterat
         yield line, ({**obj, "data": picked} if inner is not obj else picked)
 
 
+def _lines(fh: Any, file: Path) -> Iterator[str]:
+    """The lines of a binary file as text, each decoded as UTF-8 on its own, so a bad
+    byte is reported with its line instead of as a decoder traceback."""
+    for n, raw in enumerate(fh, 1):
+        if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a byte-order mark, as Excel writes
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"line {n} is not UTF-8 text (byte {exc.start + 1} is {raw[exc.start]:#04x})",
+                file=str(file),
+                path=f"line {n}",
+                expected="a UTF-8 text file",
+                found=raw[max(0, exc.start - 20) : exc.start + 20],
+                fix="convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or check "
+                "that it is the text file you meant",
+            ) from None
+
+
 def _jsonl(file: Path, fields: list[str] | None, infer: bool) -> Iterator[Row]:
-    with open(file, encoding="utf-8-sig") as fh:
-        for n, text in enumerate(fh, 1):
+    with open(file, "rb") as fh:
+        for n, text in enumerate(_lines(fh, file), 1):
             if not text.strip():
                 continue
             try:
                 obj = json.loads(text)
+            except RecursionError:
+                raise ConfigError(
+                    f"line {n} is nested too deeply to read",
+                    file=str(file),
+                    path=f"line {n}",
+                    expected="a JSON object nested less than a few hundred levels",
+                    found=text.strip()[:120],
+                    fix="flatten that line",
+                ) from None
             except json.JSONDecodeError as exc:
                 raise ConfigError(
                     f"line {n} is not valid JSON: {exc.msg} (column {exc.colno})",
@@ -197,8 +226,8 @@ def _jsonl(file: Path, fields: list[str] | None, infer: bool) -> Iterator[Row]:
 
 
 def _csv(file: Path, fields: list[str] | None, infer: bool) -> Iterator[Row]:
-    with open(file, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
+    with open(file, "rb") as fh:
+        reader = csv.reader(_lines(fh, file))
         try:
             header = next(reader, None)
             if header is None:

@@ -81,7 +81,10 @@ async function loadRecipes() {
 }
 
 async function cancel(id) {
-  await api(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: "POST" });
+  // JSON, like every state change: the service refuses form posts (CSRF).
+  await api(`/v1/jobs/${encodeURIComponent(id)}/cancel`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+  });
   refresh();
 }
 

@@ -94,7 +94,7 @@ def test_dashboard_signs_in_and_shows_live_jobs_and_a_report(browser: Any, tmp_p
         assert page.locator("#samples details").count() >= 12
         shot(page, "report.png")
         assert errors == []
-        srv.call("POST", f"/v1/jobs/{live['id']}/cancel")
+        srv.call("POST", f"/v1/jobs/{live['id']}/cancel", {})
     finally:
         srv.stop()
 

@@ -36,7 +36,7 @@ def submit(srv: Server, body: dict, **kw: object) -> dict:
 
 
 def cancel(srv: Server, job_id: str) -> dict:
-    status, job = srv.json("POST", f"/v1/jobs/{job_id}/cancel")
+    status, job = srv.json("POST", f"/v1/jobs/{job_id}/cancel", {})
     assert status == 202, job
     return srv.wait_for(job_id, lambda j: j["status"] == "cancelled")
 
@@ -100,7 +100,7 @@ def test_cancel_stops_the_job_process(server: Server) -> None:
     done = cancel(server, job["id"])
     assert done["progress"]["kept"] < BIG
     assert not alive(pid)
-    status, body = server.json("POST", f"/v1/jobs/{job['id']}/cancel")
+    status, body = server.json("POST", f"/v1/jobs/{job['id']}/cancel", {})
     assert status == 409 and "cancelled" in body["error"]
     # Records written before the cancel stay readable.
     status, headers, _ = server.call("GET", f"/v1/jobs/{job['id']}/records?limit=5")
