@@ -70,6 +70,10 @@ async def run(
     exe = get_executor(executor)
     rec = resolve(recipe, settings=settings, model=model, input=input)
     budget = _budget(rec, max_attempts, max_seconds, max_cost_usd, max_tokens)
+    if rec.needs_llm:  # before anything is created: a missing key is not worth a folder
+        from synth.llm.client import check_credentials
+
+        check_credentials(rec.models)
     attempts = budget["max_attempts"] or rec.budget.attempts_for(n)
     workers = await exe.shard_count(workers=workers, shards=shards)  # shards: the run's identity
     plan = plan_shards(n, workers, attempts)

@@ -4,6 +4,7 @@ SynthError
 ├── ConfigError          bad recipe/template/verifier/CLI input: where, expected, found, fix
 ├── LLMError
 │   ├── LLMTransientError  429, 5xx, timeouts, resets: retried by the LLM layer
+│   │   └── LLMUnavailable   every retry failed: the endpoint is down; the run stops
 │   ├── LLMResponseError   the model answered, but not usably (unparseable, schema-invalid)
 │   └── BudgetExceeded     a cost or token cap was reached; the run stops cleanly
 ├── SandboxError         the sandbox itself failed (not a failing test: that is a Verdict)
@@ -71,6 +72,11 @@ class LLMTransientError(LLMError):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status  # HTTP status when there was one (429 feeds the rate limiter)
+
+
+class LLMUnavailable(LLMTransientError):
+    """Every attempt at a call failed. That is about the endpoint, not the record: the run
+    stops without writing the record (no step rejects it), and the same command resumes."""
 
 
 class LLMResponseError(LLMError):

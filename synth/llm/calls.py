@@ -12,13 +12,15 @@ import re
 from typing import Any
 
 from synth.context import Context
-from synth.errors import ConfigError, LLMResponseError, LLMTransientError
+from synth.errors import ConfigError, LLMResponseError
 from synth.llm.prompts import Prompt
 from synth.llm.types import Completion
 
-# Per-record failures a step survives: the record is dropped and counted, the run goes on.
-# BudgetExceeded is deliberately absent: it must reach the engine and stop the run.
-RECORD_FAILURES = (LLMResponseError, LLMTransientError)
+# Per-record failures a step survives: the record is rejected with the reason, the run
+# goes on. Deliberately absent: BudgetExceeded (it stops the run cleanly) and transient
+# errors, which reach a step only when every retry failed (LLMUnavailable): the endpoint is
+# down, not the record bad, so the run stops and a resume makes the record after all.
+RECORD_FAILURES = (LLMResponseError,)
 
 
 async def complete(
@@ -44,7 +46,8 @@ async def complete(
 
 
 def failure_reason(exc: BaseException) -> str:
-    return "llm_response_error" if isinstance(exc, LLMResponseError) else "llm_unavailable"
+    # Only unusable answers reach a step as per-record failures (`RECORD_FAILURES`).
+    return "llm_response_error" if isinstance(exc, LLMResponseError) else "llm_error"
 
 
 _PREAMBLE = re.compile(

@@ -16,12 +16,23 @@ OpenAI SDK's own retries are off, so there is one policy), structured output
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from synth.errors import BudgetExceeded, ConfigError, LLMError, LLMResponseError, LLMTransientError
+from synth.errors import (
+    BudgetExceeded,
+    ConfigError,
+    LLMError,
+    LLMResponseError,
+    LLMTransientError,
+    LLMUnavailable,
+    SynthError,
+)
 from synth.llm import litellm
 from synth.llm.accounting import SpendCap, Usage, report
 from synth.llm.cache import FILENAME, Entry, ResponseCache, request_key
@@ -40,6 +51,7 @@ __all__ = ["Completion", "LLMClient", "RetryPolicy", "client_for_run"]
 _NOT_IN_KEY = frozenset(
     {"timeout", "api_key", "api_base", "base_url", "api_version", "extra_headers"}
 )
+_DRAIN_S = 30.0  # how long closing waits for answers already on their way
 _DEFAULT_OUTPUT_TOKENS = 256  # reserved against budgets when a call sets no max_tokens
 _LOGPROB_PARAMS = ("logprobs", "top_logprobs")
 
@@ -79,10 +91,16 @@ class LLMClient:
         self._usage: dict[str, Usage] = {}
         self._limiters: dict[tuple[str, str], Limiter] = {}
         self._inflight: dict[str, asyncio.Future[Completion]] = {}
-        self._failures_in_a_row = 0
         self._down: LLMError | None = None
         self._no_logprobs: set[str] = set()  # models whose provider refused them
         self._http: HTTPTransport | None = None
+        # Calls still on their way when their record was cancelled (a run that reached n):
+        # the provider answers and bills them anyway, so they finish, are cached and are
+        # counted; `aclose` waits for them.
+        self._late: set[asyncio.Task[Completion]] = set()
+        # Called with (model, usage of one request round) as each one ends: the run's
+        # ledger, so that what was paid survives a killed process (synth.runner.ledger).
+        self.journal: Callable[[str, Usage], None] | None = None
 
     # -- the seam
 
@@ -133,6 +151,7 @@ class LLMClient:
             except LLMResponseError:
                 self._stats(model).failure_reasons["invalid_json"] += 1
                 self._stats(model).failures += 1
+                self._stats(model).reasks += max(0, len(parts) - 1)  # re-asks it did make
                 raise
             parsed, c, reasks = out.value, out.completion, out.reasks
             raised = out.max_tokens_raised_to
@@ -161,7 +180,15 @@ class LLMClient:
         """The cap that stopped this client (`max_cost_usd`, `max_tokens`), if one did."""
         return self.budget.stopped_by
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, drain: bool = True) -> None:
+        """Close the client. With `drain`, first let calls already sent finish (bounded by
+        their time limit), so an answer that is paid for is also cached and counted."""
+        if self._late:
+            if drain:
+                await asyncio.wait(set(self._late), timeout=_DRAIN_S)
+            for task in self._late:
+                task.cancel()
+            await asyncio.gather(*self._late, return_exceptions=True)
         if self.cache is not None:
             self.cache.close()
         if self._http is not None:
@@ -204,37 +231,62 @@ class LLMClient:
                 return await self._call(model, messages, params, n_index, response_format)
             u.cache_hits += 1
             return replace(shared, cached=True, cost_usd=0.0)
-        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
         if model.startswith("local/") and "seed" not in send:
             # llama.cpp samples with a random seed unless told; a seed drawn from the key
             # makes a local answer a function of the request, cached or not.
             send = {**send, "seed": int(key[:8], 16)}
+        # The request runs as its own task: if this caller is cancelled (its record is no
+        # longer needed), the answer still arrives, is billed, cached and counted, and
+        # callers sharing the key keep waiting on it instead of asking again.
+        fetch = asyncio.ensure_future(self._fetch(model, messages, send, u))
+        self._inflight[key] = fetch
+        fetch.add_done_callback(functools.partial(self._fetched, key, model))
         try:
-            c = await self._fetch(model, messages, send, u)
+            c = await asyncio.shield(fetch)
         except asyncio.CancelledError:
-            fut.cancel()
+            if model.startswith("local/"):
+                fetch.cancel()  # nobody bills it, and queued local calls would run serially
+            elif not fetch.done():
+                self._late.add(fetch)
             raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # retrieved: sharers re-raise it, nobody else needs to
-            raise
-        finally:
-            del self._inflight[key]
-        fut.set_result(c)
+        self._store(key, model, c)
+        return c
+
+    def _store(self, key: str, model: str, c: Completion) -> None:
         if self.cache is not None:
             self.cache.put(
                 key,
                 Entry(model, c.text, c.input_tokens, c.output_tokens, c.cost_usd,
                       c.finish_reason, c.logprobs),
             )  # fmt: skip
-        return c
+
+    def _fetched(self, key: str, model: str, task: asyncio.Task[Completion]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        late = task in self._late
+        self._late.discard(task)
+        if task.cancelled() or task.exception() is not None:  # retrieved: sharers re-raise it
+            return
+        if late:  # nobody awaits it any more: the cache is where its answer goes
+            with contextlib.suppress(Exception):  # the cache may already be closed
+                self._store(key, model, task.result())
 
     async def _fetch(
-        self, model: str, messages: list[Message], send: dict[str, Any], u: Usage
+        self, model: str, messages: list[Message], send: dict[str, Any], total: Usage
     ) -> Completion:
         if self._down is not None:
             raise self._down
+        u = Usage()  # this round's counts: added to the model's and journaled at the end
+        try:
+            return await self._fetch_counted(model, messages, send, u)
+        finally:
+            total.add(u)
+            if self.journal is not None and (u.requests or u.failures):
+                self.journal(model, u)
+
+    async def _fetch_counted(
+        self, model: str, messages: list[Message], send: dict[str, Any], u: Usage
+    ) -> Completion:
         est_in = sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4
         est_out = int(
             send.get("max_tokens") or send.get("max_completion_tokens") or _DEFAULT_OUTPUT_TOKENS
@@ -258,21 +310,26 @@ class LLMClient:
                     except BudgetExceeded:
                         limiter.release(ticket, ok=False)
                         raise
-                    u.requests += 1
                     try:
                         c = await self._transport(model, messages, send)
                     except LLMTransientError as exc:
+                        u.requests += 1  # sent; the provider (or the network) said no
                         limited = exc.status == 429
                         u.rate_limited += limited
                         limiter.release(
                             ticket, rate_limited=limited, retry_after=exc.retry_after, ok=False
                         )
                         raise
-                    except BaseException:
+                    except SynthError:  # a refusal (400, 401, ...): sent and answered
+                        u.requests += 1
+                        limiter.release(ticket, ok=False)
+                        raise
+                    except BaseException:  # cancelled before an answer came: not counted
                         limiter.release(ticket, ok=False)
                         raise
                     finally:
                         self.budget.release(est_cost, est_tokens)
+                    u.requests += 1
                     limiter.release(ticket, tokens=c.total_tokens)
         except BudgetExceeded:
             raise
@@ -280,16 +337,17 @@ class LLMClient:
             u.failures += 1
             u.failure_reasons[_reason(exc)] += 1
             if isinstance(exc, LLMTransientError):
-                self._failures_in_a_row += 1
-                if self._failures_in_a_row >= policy.max_consecutive_failures:
-                    self._down = LLMError(
-                        f"{model}: {self._failures_in_a_row} calls in a row failed after "
-                        f"{policy.max_attempts} attempts each (last: {exc}); stopping the "
-                        "run. Check the endpoint, then run the same command again to resume."
-                    )
-                    raise self._down from exc
+                # Every attempt failed: that is about the endpoint, not the record. The run
+                # stops (calls still queued fail at once) and writes nothing for the
+                # record, so the same command resumes it with the same output.
+                self._down = LLMUnavailable(
+                    f"{model}: the endpoint failed {policy.max_attempts} attempts in a row "
+                    f"(last: {exc}); the run stops here and keeps what it wrote. Check the "
+                    "endpoint, then run the same command again to resume.",
+                    status=exc.status,
+                )
+                raise self._down from exc
             raise
-        self._failures_in_a_row = 0
         if not c.cost_usd and (price_in or price_out):
             c = replace(c, cost_usd=c.input_tokens * price_in + c.output_tokens * price_out)
         self.budget.spend(c.cost_usd, c.total_tokens)
@@ -391,6 +449,21 @@ class LLMClient:
         if u is None:
             u = self._usage[model] = Usage()
         return u
+
+
+def check_credentials(models: frozenset[str] | set[str]) -> None:
+    """Fail before the run starts, naming the variable, when a model has no credentials:
+    a missing key is a configuration error, not something to retry for a minute."""
+    for model in sorted(models):
+        missing = litellm.missing_credentials(model)
+        if missing:
+            raise ConfigError(
+                f"no credentials for {model}",
+                path="model",
+                expected=f"{' or '.join(missing)} set in the environment",
+                found="not set",
+                fix=f"export {missing[0]}=..., or use the embedded model: --model local/smollm2",
+            )
 
 
 def client_for_run(

@@ -231,3 +231,21 @@ def takes_logprobs(model: str) -> bool:
 
 def supports_response_schema(model: str) -> bool:
     return bool(library().supports_response_schema(model=model))
+
+
+def missing_credentials(model: str) -> list[str]:
+    """The environment variables `model` needs for its credentials and none of which is
+    set (any one of them would do), from litellm's own table; [] when it has what it needs
+    or litellm does not know. Endpoint variables with a default (OLLAMA_API_BASE) are not
+    required; an OpenAI-compatible server without a default endpoint is."""
+    if model.startswith("local/"):
+        return []
+    if model.startswith("hosted_vllm/") and not os.environ.get("HOSTED_VLLM_API_BASE"):
+        return ["HOSTED_VLLM_API_BASE"]
+    try:
+        found = library().validate_environment(model=model)
+    except Exception:  # a model litellm cannot route: the call itself will say so
+        return []
+    if found.get("keys_in_environment"):
+        return []
+    return [k for k in found.get("missing_keys") or [] if k.endswith(("_KEY", "_TOKEN"))]

@@ -26,13 +26,10 @@ class RetryPolicy:
     timeout: float = 120.0  # seconds per attempt
     wait: Any = None
     max_wait: float = 60.0
-    # Calls in a row that fail even after their retries before the endpoint is taken for
-    # down and the run stops (resumable) instead of failing every remaining record slowly.
-    max_consecutive_failures: int = 10
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.max_consecutive_failures < 1:
-            raise ValueError("max_attempts and max_consecutive_failures must be >= 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
 
 
 def retrying(policy: RetryPolicy, *, on_retry: Callable[[Any], None] | None = None) -> Any:

@@ -178,6 +178,7 @@ def open_llm(
     if not recipe.needs_llm:
         return None
     llm = importlib.import_module("synth.llm.client")
+    llm.check_credentials(recipe.models)
 
     budget = {**_budget_dict(recipe), **(budget_override or {})}
     spent = spent or {}

@@ -116,6 +116,15 @@ class Recipe:
         default_factory=list, repr=False, compare=False
     )
 
+    @property
+    def models(self) -> frozenset[str]:
+        """Every model the run may call: the recipe's, and any a step or verifier names
+        (`model:`, or a judge panel's `models:`)."""
+        found = {self.model} if self.model else set()
+        for spec in (*self.steps, *self.chain):
+            found |= _models_in(spec.config)
+        return frozenset(found)
+
     def instantiate(self) -> tuple[list[StepFn], Chain]:
         """Fresh step functions and a fresh verifier chain for one run."""
         if self._prebuilt:
@@ -432,3 +441,19 @@ def _join(path: str, key: Any) -> str:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def _models_in(config: Any) -> set[str]:
+    if isinstance(config, dict):
+        out: set[str] = set()
+        for key, value in config.items():
+            if key == "model" and isinstance(value, str):
+                out.add(value)
+            elif key == "models" and isinstance(value, list):
+                out |= {v for v in value if isinstance(v, str)}
+            else:
+                out |= _models_in(value)
+        return out
+    if isinstance(config, list):
+        return set().union(*(_models_in(v) for v in config)) if config else set()
+    return set()

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,10 @@ class RunDir:
             {},
         )
         self.failed: str | None = None  # why a write failed; nothing is written after it
+        # Set by the runner: what every checkpoint also records (LLM usage, step stats),
+        # and what to do once a manifest is durable (empty the usage ledger).
+        self.extras: Callable[[], dict[str, Any]] | None = None
+        self.after_checkpoint: Callable[[], None] | None = None
 
     # -- opening -------------------------------------------------------------------------
 
@@ -289,6 +294,8 @@ class RunDir:
         self._pending = 0
         self._last_flush = time.monotonic()
         index, ids = self._group
+        if self.extras is not None:
+            updates = {**self.extras(), **updates}
         self.manifest.update(
             counts=tally.to_dict(),
             checkpoint={
@@ -325,6 +332,8 @@ class RunDir:
         write_manifest(self.path, self.manifest)
         group = (self._group[0], list(self._group[1]))
         self._durable = (dict(self._size), group, dict(self.manifest))
+        if self.after_checkpoint is not None:
+            self.after_checkpoint()
 
     def close(self) -> None:
         for fd in self._fds.values():

@@ -34,6 +34,7 @@ from synth.runner.engine import (
     open_llm,
     outcomes,
 )
+from synth.runner.ledger import Ledger
 from synth.runner.merge import sum_usage
 from synth.runner.recipe import Recipe, from_dict
 from synth.runner.rundir import DATA, REJECTS, RunDir, synth_version
@@ -228,10 +229,16 @@ async def run_one(
         elapsed=state.elapsed,
         stop_index=shard.stop,
     )
+    if state.finished and not _can_continue(tally, limits):
+        return RunResult(rd.path, state.manifest, True, True)
+    # What earlier processes of this run paid: the manifest's usage at its last checkpoint
+    # plus the ledger's requests since (a killed process paid for those too).
+    ledger = None
     previous_llm = state.manifest.get("llm")
+    if rec.needs_llm:
+        ledger = Ledger(rd.path, after=int(state.manifest.get("usage_seq") or 0))
+        previous_llm = sum_usage([previous_llm, ledger.since(state.manifest.get("usage_seq") or 0)])
     if state.finished:
-        if not _can_continue(tally, limits):
-            return RunResult(rd.path, state.manifest, True, True)
         rd.reopen()
     clock = Clock(state.elapsed)
     llm = open_llm(
@@ -240,6 +247,8 @@ async def run_one(
         spent=previous_llm,
         budget_override={k: budget[k] for k in ("max_cost_usd", "max_tokens")},
     )
+    if llm is not None and ledger is not None:
+        llm.journal = ledger.record
     start = shard.start if state.start_index is None else state.start_index
     ctx = context_for(rec, seed=seed, llm=llm, start_index=start, run_dir=rd.path, shard=shard)
     prev_stats = Counter(state.manifest.get("stats") or {})
@@ -250,22 +259,36 @@ async def run_one(
 
     def extras() -> dict[str, Any]:
         usage = llm.usage() if llm is not None else None
-        return {
+        out = {
             "stats": dict(sorted((prev_stats + _step_stats(ctx)).items())),
             "llm": sum_usage([previous_llm, usage]),
         }
+        if ledger is not None:
+            out["usage_seq"] = ledger.seq  # the ledger lines this usage already includes
+        return out
 
+    rd.extras = extras  # every checkpoint, periodic ones too, carries the usage so far
+    if ledger is not None:
+        rd.after_checkpoint = ledger.compact
+    failed = False
     try:
         async for outcome in outcomes(rec, ctx, limits, tally, skip=state.skip):
             if rd.add(outcome, tally, elapsed=clock.elapsed):
                 report()
     except BaseException:
-        rd.checkpoint(tally, elapsed=clock.elapsed, **extras())  # resume starts from here
+        failed = True
+        if llm is not None:  # no waiting for late answers: the run is being stopped
+            await llm.aclose(drain=False)
+        rd.checkpoint(tally, elapsed=clock.elapsed)  # resume starts from here
         raise
     finally:
-        if llm is not None:
-            await llm.aclose()
-    manifest = rd.finish(tally, elapsed=clock.elapsed, **extras())
+        if llm is not None and not failed:
+            await llm.aclose()  # late answers finish, are cached and counted, then finish()
+        if ledger is not None and failed:
+            ledger.close()
+    manifest = rd.finish(tally, elapsed=clock.elapsed)
+    if ledger is not None:
+        ledger.close(finished=True)
     report()
     return RunResult(
         rd.path,

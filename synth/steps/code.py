@@ -13,7 +13,7 @@ a fix loop.
 
 A model call that finally fails (retries spent) leaves the record flowing on with
 `meta["error"]`; later steps pass it through untouched and the chain rejects it with the
-failing step's reason (`code_solutions_llm_unavailable`, ...)."""
+failing step's reason (`code_solutions_llm_response_error`, ...)."""
 
 from __future__ import annotations
 

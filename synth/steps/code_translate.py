@@ -13,7 +13,7 @@ by back-translation.
   one; gate it with `unit_tests` on `backtranslation.solution`.
 
 A model call that finally fails (retries spent) makes a record with `meta["error"]` that
-the chain rejects with the step's reason (`code_translate_llm_unavailable`, ...); a record
+the chain rejects with the step's reason (`code_translate_llm_response_error`, ...); a record
 an earlier step failed passes through both steps untouched."""
 
 from __future__ import annotations

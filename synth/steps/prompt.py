@@ -6,9 +6,9 @@ variable the record does not have stops the run with a ConfigError naming it, in
 sending the model an empty hole. With `json: true` (or a `schema:`), the answer is parsed
 as JSON and validated, and the parsed value is stored. With `samples: k`, k answers per
 record become k child records, each with its own sample index in the cache key. A call
-that finally fails (retries spent, or JSON still invalid after its re-asks) leaves the
-record flowing on with `meta["error"]`: the chain rejects it with reason
-`prompt_llm_unavailable` / `prompt_llm_response_error` into rejects.jsonl.
+whose answer is unusable (JSON still invalid after its re-asks) leaves the record flowing
+on with `meta["error"]`: the chain rejects it with reason `prompt_llm_response_error` into
+rejects.jsonl. An endpoint that fails every retry stops the run instead (resumable).
 
     - use: prompt
       template: product-description     # or: prompt: "Describe {{ name }} in one sentence."

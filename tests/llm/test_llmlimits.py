@@ -4,6 +4,7 @@ environment variables as the override for one run."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -149,19 +150,23 @@ def test_shard_processes_use_the_recipes_limits(
     monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("SYNTH_LLM_MAX_ATTEMPTS", raising=False)
     recipe = prompt_recipe(limits={"default": {"max_attempts": 1}}, budget={"max_attempts": 6})
-    recipe["concurrency"] = 2  # under the 10 failures in a row that take an endpoint for down
+    recipe["concurrency"] = 2
 
-    async def go() -> tuple[Any, dict[str, Any]]:
+    async def go() -> dict[str, Any]:
         async with StubServer(error_rate=1.0) as stub:
             monkeypatch.setenv("OPENAI_API_BASE", stub.url)
-            result = await synth.run(recipe, n=4, out=tmp_path / "out", workers=2)
-            return result, stub.stats.as_dict()
+            with pytest.raises(synth.LLMTransientError, match="1 attempts in a row"):
+                await synth.run(recipe, n=4, out=tmp_path / "out", workers=2)
+            return stub.stats.as_dict()
 
-    result, stats = asyncio.run(go())
-    assert result.kept == 0 and result.generated == 6
-    llm = result.manifest["llm"]
-    assert llm["failures"] >= 6 and llm["retries"] == 0  # one attempt each, not six
-    assert stats["500"] == stats["requests"] >= 6
+    stats = asyncio.run(go())
+    # Each shard process stopped at its first failed call, after ONE attempt each (the
+    # recipe's limit, not the default six): at most the calls in flight were sent, two
+    # windows (the prompt step's and the chain's) of 2 records in each of 2 shards.
+    assert stats["500"] == stats["requests"] and 1 <= stats["requests"] <= 2 * 2 * 2
+    parts = sorted((tmp_path / "out" / "parts").glob("shard-*/manifest.json"))
+    usages = [json.loads(p.read_text()).get("llm") or {} for p in parts]
+    assert parts and all(u.get("retries", 0) == 0 for u in usages)
 
 
 def test_a_recipe_can_send_its_calls_over_synths_own_http_transport(

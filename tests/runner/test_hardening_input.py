@@ -18,6 +18,10 @@ def synth(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.Comp
     # This checkout's synth whatever the cwd (the venv may hold another one).
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": path}
+    # Recipes here name openai/stub-model: with a key set, the credentials check passes and
+    # the error under test is the one reported (the endpoint is never reached).
+    env.setdefault("OPENAI_API_KEY", "sk-test-not-a-key")
+    env.setdefault("OPENAI_API_BASE", "http://127.0.0.1:9/v1")
     return subprocess.run(
         [sys.executable, "-m", "synth", *args],
         cwd=cwd,

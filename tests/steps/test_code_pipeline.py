@@ -20,7 +20,7 @@ from text_fixtures import ROOT, local_model_missing, make_ctx
 import synth
 from synth.chain import Chain, Named
 from synth.content import load_yaml
-from synth.errors import LLMResponseError, LLMTransientError
+from synth.errors import LLMResponseError
 from synth.records import Record, read_jsonl
 from synth.registry import lookup
 from synth.runner.recipe import from_dict
@@ -208,9 +208,9 @@ STAGES = ["You write programming", "You write correct", "You write unit tests"]
 @pytest.mark.parametrize(
     ("stage", "exc", "reason"),
     [
-        (0, LLMTransientError("HTTP 500", status=500), "code_problems_llm_unavailable"),
+        (0, LLMResponseError("not a problem"), "code_problems_llm_response_error"),
         (1, LLMResponseError("garbled"), "code_solutions_llm_response_error"),
-        (2, LLMTransientError("timed out"), "code_tests_llm_unavailable"),
+        (2, LLMResponseError("no tests in it"), "code_tests_llm_response_error"),
     ],
 )
 def test_a_failed_call_is_rejected_with_its_reason_and_later_steps_skip_the_record(
@@ -241,29 +241,29 @@ def test_a_failed_call_is_rejected_with_its_reason_and_later_steps_skip_the_reco
 @needs_root
 @needs_node
 def test_failed_fix_translation_and_explanation_calls_are_rejected_with_their_reason() -> None:
-    unavailable = LLMTransientError("HTTP 503", status=503)
+    unavailable = LLMResponseError("HTTP 200 but unusable")
     fix = ScriptedLLM(failing("You fix", unavailable))
     ctx = make_ctx(fix)
     broken = [r.evolve(data={**r.data, "solution": "def nothing():\n    pass\n"})
               for r in sources()]  # fmt: skip
     ran = pipeline([make("step", "code_run", fix_rounds=2, sandbox=SANDBOX)], ctx, 3, broken)
-    assert [r.meta["error"]["reason"] for r in ran] == ["code_run_fix_llm_unavailable"] * 3
+    assert [r.meta["error"]["reason"] for r in ran] == ["code_run_fix_llm_response_error"] * 3
     assert all(r.data["fix_rounds"] == 0 and not r.data["passed"] for r in ran)
-    assert "HTTP 503" in ran[0].meta["error"]["detail"]
+    assert "unusable" in ran[0].meta["error"]["detail"]
 
     translate = ScriptedLLM(failing("You translate", unavailable))
     ctx = make_ctx(translate)
     step = make("step", "code_translate", languages=["javascript"], sandbox=SANDBOX)
     out = pipeline([step], ctx, 10, sources())
     assert [r.meta["parents"] for r in out] == [["src0"], ["src1"], ["src2"]]
-    assert {r.meta["error"]["reason"] for r in out} == {"code_translate_llm_unavailable"}
+    assert {r.meta["error"]["reason"] for r in out} == {"code_translate_llm_response_error"}
     assert all(r.data["language"] == "javascript" for r in out)
 
     explain = ScriptedLLM(failing("You write python code from a description", unavailable))
     ctx = make_ctx(explain)
     passing = [r.evolve(data={**r.data, "passed": True}) for r in sources()]
     out = pipeline([make("step", "code_explain", sandbox=SANDBOX)], ctx, 3, passing)
-    assert {r.meta["error"]["reason"] for r in out} == {"code_explain_llm_unavailable"}
+    assert {r.meta["error"]["reason"] for r in out} == {"code_explain_llm_response_error"}
     assert all(len(r.meta["llm_calls"]) == 1 for r in out)  # the explanation's call is kept
     assert all("backtranslation" not in r.data for r in out)
 

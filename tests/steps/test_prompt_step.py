@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from synth.context import Context
-from synth.errors import BudgetExceeded, ConfigError, LLMResponseError, LLMTransientError
+from synth.errors import BudgetExceeded, ConfigError, LLMResponseError, LLMUnavailable
 from synth.llm.client import client_for_run
 from synth.records import Record
 from synth.registry import lookup
@@ -115,11 +116,11 @@ def test_a_failed_call_marks_the_record_for_rejection_with_why() -> None:
 
 
 def test_a_failed_sample_is_its_own_rejected_child_and_failed_records_pass_untouched() -> None:
-    llm = ScriptedLLM(["a", LLMTransientError("HTTP 500"), "c"])
+    llm = ScriptedLLM(["a", LLMResponseError("unusable answer"), "c"])
     out, _ = run_step(make(prompt="{{ name }}", samples=3), llm, records(1))
     assert [r.meta.get("sample") for r in out] == [0, 1, 2] and len({r.id for r in out}) == 3
     assert [bool(r.meta.get("error")) for r in out] == [False, True, False]
-    assert out[1].meta["error"]["reason"] == "prompt_llm_unavailable"
+    assert out[1].meta["error"]["reason"] == "prompt_llm_response_error"
     # A second prompt step asks nothing for the failed child and keeps its error.
     again = ScriptedLLM(lambda m, **p: "more")
     second, _ = run_step(make(prompt="{{ name }}", output_field="more"), again, out)
@@ -130,6 +131,12 @@ def test_budget_exceeded_is_not_swallowed() -> None:
     llm = ScriptedLLM([BudgetExceeded("cap", reason="max_tokens")])
     with pytest.raises(BudgetExceeded):
         run_step(make(prompt="{{ name }}"), llm)
+
+
+def test_an_endpoint_that_failed_every_retry_stops_the_step_instead_of_a_reject() -> None:
+    llm = ScriptedLLM(["a", LLMUnavailable("openai/x: the endpoint failed 6 attempts in a row")])
+    with pytest.raises(LLMUnavailable):
+        run_step(make(prompt="{{ name }}"), llm, records(2))
 
 
 def test_through_the_real_client_samples_are_cached_separately(tmp_path: Path) -> None:
@@ -198,21 +205,19 @@ def rejects_of(result: Any) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow  # litellm import
-def test_a_500_storm_lands_every_record_in_rejects_with_its_reason(
+def test_a_500_storm_stops_the_run_without_rejecting_a_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import synth
+
     recipe = stub_recipe(tmp_path)
-    result, stats = run_against({"error_rate": 1.0}, recipe, tmp_path, monkeypatch)
-    assert result.kept == 0 and result.generated == 4 and result.stop_reason == "exhausted"
-    rejects = rejects_of(result)
-    assert [r["data"]["ticket_id"] for r in rejects] == ["T0", "T1", "T2", "T3"]
-    assert [r["meta"]["reject_reason"] for r in rejects] == ["prompt_llm_unavailable"] * 4
-    assert all("HTTP 500" in r["meta"]["verdicts"][-1]["detail"] for r in rejects)
-    assert result.manifest["counts"]["rejected_by_reason"] == {"prompt_llm_unavailable": 4}
-    llm = result.manifest["llm"]
-    assert llm["failures"] == 4 and llm["failure_reasons"] == {"transient": 4}
-    # Each call made exactly the recipe's `limits: {default: {max_attempts: 2}}` requests.
-    assert stats["500"] == stats["requests"] == 8
+    with pytest.raises(synth.LLMTransientError, match="HTTP 500|500") as err:
+        run_against({"error_rate": 1.0}, recipe, tmp_path, monkeypatch)
+    assert "run the same command again to resume" in str(err.value)
+    # The endpoint, not the records, failed: nothing was rejected, so a resume makes them.
+    assert (tmp_path / "out" / "rejects.jsonl").read_text() == ""
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["counts"]["rejected"] == 0 and manifest["status"] == "running"
 
 
 @pytest.mark.slow  # litellm import
