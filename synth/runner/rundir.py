@@ -30,6 +30,7 @@ from typing import Any
 
 from synth.errors import SinkError
 from synth.files import write_json_atomic
+from synth.llm.trace import TRACES
 from synth.records import read_jsonl
 from synth.runner.engine import Outcome, Tally
 from synth.runner.fieldstats import profile
@@ -42,6 +43,7 @@ DATA, REJECTS, MANIFEST, PARTS, LOCK = (
     ".synth.lock",
 )
 IDENTITY_KEYS = ("recipe_hash", "seed", "n", "shard", "workers")
+OUTPUTS = (DATA, REJECTS, TRACES)  # described in the manifest when present
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +188,7 @@ class RunDir:
             )
 
     def _wipe(self) -> None:
-        for name in (DATA, REJECTS, MANIFEST):
+        for name in (DATA, REJECTS, TRACES, MANIFEST):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         shutil.rmtree(self.path / PARTS, ignore_errors=True)
@@ -275,7 +277,7 @@ class RunDir:
             stop_reason=tally.stop_reason,
             finished_at=_now(),
             records_per_s=rates(tally, elapsed),
-            files=describe_files(self.path, (DATA, REJECTS)),
+            files=describe_files(self.path, OUTPUTS),
             diversity=diversity_of(self.path / DATA),
             **updates,
         )
