@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from synth.context import Context
+from synth.records import Record, child_id
+from synth.registry import step
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "recipes" / "demo.yaml"
@@ -35,3 +40,16 @@ class Recorder:
         self.requests.append(body)
         self.answers.append(text)
         return text
+
+
+@step("test_with_copy")
+def with_copy() -> Any:
+    """Passes each record on, followed by a copy derived from it (`meta.parents`)."""
+
+    async def run(records: AsyncIterator[Record], ctx: Context) -> AsyncIterator[Record]:
+        async for r in records:
+            yield r
+            meta = {**r.meta, "parents": [r.id], "llm_calls": []}
+            yield Record(child_id(r, "copy"), dict(r.data), meta)
+
+    return run
