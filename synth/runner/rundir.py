@@ -34,6 +34,7 @@ from synth.llm.trace import TRACES
 from synth.records import read_jsonl
 from synth.runner.engine import Outcome, Tally
 from synth.runner.fieldstats import profile
+from synth.text.fields import model_fields
 
 DATA, REJECTS, MANIFEST, PARTS, LOCK = (
     "data.jsonl",
@@ -339,9 +340,15 @@ def describe_files(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
 
 def diversity_of(data: Path, sample: int = 2_000) -> dict[str, Any]:
     """Cheap diversity over the first `sample` kept records (distinct values per field,
-    distinct-2 of text fields, exact duplicates): enough to spot a collapsed template."""
-    rows = (r.data for r in itertools.islice(read_jsonl(data), sample))
-    return {"sample": sample, **profile(rows, text_sample=sample).diversity()}
+    distinct-2 of the fields the model wrote, else of all text fields, exact duplicates):
+    enough to spot a collapsed template."""
+    records = list(itertools.islice(read_jsonl(data), sample))
+    written = model_fields(r.meta for r in records) or None
+    rows = (r.data for r in records)
+    return {
+        "sample": sample,
+        **profile(rows, text_sample=sample, text_fields=written).diversity(),
+    }
 
 
 def rates(tally: Tally, elapsed: float) -> dict[str, float]:
