@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
         "--fields",
         metavar="A,B",
         help="fields that lengths and diversity measure (default: the fields the model "
-        "wrote, from the records' lineage; without any, all of a record's text)",
+        "wrote, from the records' lineage; without any, each record's text)",
     )
     p.set_defaults(func=run)
 

@@ -318,8 +318,8 @@ def monitor_path(
 
     What is measured is the text of `fields`, by default the fields the run's LLM steps
     wrote (`meta["llm_fields"]`), so a collapsing model is seen even when Faker-written
-    fields beside it stay diverse; with none, all of a record's text. Anchor records are
-    measured on the same fields when they have them, else on their own text."""
+    fields beside it stay diverse; with none, each record's text (`text_of`). Anchor
+    records are measured on the same fields when they have them, else on their text."""
     from synth.curate.ingest import read_real
     from synth.curate.inputs import open_batch, sha256_path
     from synth.text.fields import check_present, model_fields, text_for
@@ -351,7 +351,7 @@ def monitor_path(
     )
     report["target"] = str(target)
     report["anchor"] = str(anchor_path)
-    report["fields"] = chosen or "all text (no field written by a model)"
+    report["fields"] = chosen or "the record's text (no field written by a model)"
     return report
 
 

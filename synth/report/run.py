@@ -66,7 +66,7 @@ def write_report(
     with `out` elsewhere so the run dir is untouched) and by `synth report DIR`. Never
     raises for odd or partial content: a report of a half-finished run is still useful.
     Lengths and diversity measure `fields`, by default the fields the model wrote
-    (`synth.text.fields`), else all of a record's text."""
+    (`synth.text.fields`), else each record's text."""
     run_dir = Path(run_dir)
     summary, extras = summarize(run_dir, fields=fields)
     html = render("run.html", s=summary, **extras)

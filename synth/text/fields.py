@@ -6,8 +6,9 @@ Faker-written ticket `body` of the demo recipe and never the model-written `summ
 a collapsed model looked healthy. So the run records, per record, which top-level data
 fields its LLM steps wrote (`meta["llm_fields"]`, set by `synth.runner.written`), and
 whatever measures a run reads them from there; a user can name others (`fields:`,
-`--fields`). A run with no model-written field (a rule-based recipe, real data) is
-measured on all of its text, not on one field picked by name.
+`--fields`). Records no model wrote (a rule-based recipe, real data, an anchor set) keep
+the rule real data is written for (`synth.text.lexical.text_of`: a `text`-like field when
+there is one, else every leaf), the same on both sides of a comparison.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from synth.errors import ConfigError
+from synth.text.lexical import text_of
 
 LLM_FIELDS = "llm_fields"  # meta key: data fields an LLM step wrote, in the order written
 
@@ -32,11 +34,9 @@ def model_fields(metas: Iterable[Mapping[str, Any] | None]) -> list[str]:
 
 def text_for(data: Any, fields: Sequence[str] | None) -> str:
     """The text measured for one record: its `fields` (a dotted name reaches into a
-    nested object; non-text values are skipped), or with no fields all of its text."""
-    if not fields:
-        return all_text(data)
-    if not isinstance(data, Mapping):
-        return all_text(data)
+    nested object; non-text values are skipped), or with no fields the record's text."""
+    if not fields or not isinstance(data, Mapping):
+        return text_of(data)
     parts = []
     for name in fields:
         value = lookup(data, name)

@@ -100,18 +100,18 @@ def test_a_field_no_record_has_is_a_clear_error(
     assert code == 2 and "Traceback" not in capsys.readouterr().err
 
 
-def test_without_model_written_fields_all_text_is_measured(
+def test_without_model_written_fields_the_records_text_is_measured(
     demo: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Records no model touched (a rule-based recipe, real data): no field is picked by
-    name, every string of the record counts."""
+    """Records no model touched (a rule-based recipe, real data) are measured like the
+    real anchor: on their text."""
     rows = [
-        {"id": str(i), "data": {"body": b, "note": n}, "meta": {}}
+        {"id": str(i), "data": {"note": n, "text": b}, "meta": {}}
         for i, (b, n) in enumerate(zip(sample(language(), 12, seed=3),
                                        sample(language(), 12, seed=4), strict=True))
     ]  # fmt: skip
     path = write_jsonl(tmp_path / "plain.jsonl", rows)
     report = monitor_path(path, demo["anchor"], config=FAST, history=False, root=tmp_path)
-    assert report["fields"].startswith("all text")
-    texts = [f"{r['data']['body']} {r['data']['note']}" for r in rows]
+    assert report["fields"].startswith("the record's text")
+    texts = [r["data"]["text"] for r in rows]
     assert report["metrics"] == _measure(demo, texts)
