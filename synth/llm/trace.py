@@ -132,7 +132,8 @@ def entry(
     """One trace line: the request as sent (messages, sampling parameters, sample index),
     then the raw answer with its `finish_reason`, tokens, cost and cached-or-not, or the
     error the call ended with. `request_key` is the response cache's key: equal keys are
-    the same request."""
+    the same request. `latency_s` runs from asking to the answer, waiting for admission
+    (rate limits, the one local model) included: what the call cost the run in time."""
     out: dict[str, Any] = {
         "call_id": call_id,
         "model": model,

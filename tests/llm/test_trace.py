@@ -189,3 +189,26 @@ def test_a_resumed_trace_appends_whole_lines_after_a_torn_one(
     second.close()
     back = list(read_traces(path))
     assert [b.get("after") for b in back][-1] == "resume" and len(back) == len(lines) + 1
+
+
+def test_a_resumed_run_appends_to_its_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped by its budget and continued with a larger one keeps the first
+    process's calls and adds the second's; every record still finds its call."""
+    _env(monkeypatch, tmp_path)
+    recorder = Recorder()
+
+    async def go() -> tuple[synth.RunResult, synth.RunResult]:
+        async with StubServer(answer=recorder) as stub:
+            monkeypatch.setenv("OPENAI_API_BASE", stub.url)
+            out = tmp_path / "run"
+            short = await synth.run(DEMO, model="openai/stub", n=6, max_attempts=3, out=out)
+            return short, await synth.run(DEMO, model="openai/stub", n=6, out=out)
+
+    short, full = asyncio.run(go())
+    assert short.stop_reason == "max_attempts" and full.resumed and full.kept == 6
+    calls = list(read_traces(tmp_path / "run" / "traces.jsonl"))
+    assert len({c["call_id"].split("-")[0] for c in calls}) == 2  # two processes wrote
+    ids = {c["call_id"] for c in calls}
+    assert all(r.meta["llm_calls"][0]["call_id"] in ids for r in _records(tmp_path / "run"))
