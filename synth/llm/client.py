@@ -32,7 +32,6 @@ from synth.llm.ratelimit import Limiter, RateLimits
 from synth.llm.retrying import RetryPolicy, retrying
 from synth.llm.structured import complete_structured
 from synth.llm.trace import TraceSink
-from synth.llm.trace import entry as trace_entry
 from synth.llm.types import Completion, Message, logprobs_of
 from synth.redaction import secret_values
 
@@ -208,30 +207,14 @@ class LLMClient:
         call_id = self._trace(model, messages, sent, n_index, started, completion=c)
         return replace(c, call_ids=(call_id,))
 
-    def _trace(
-        self,
-        model: str,
-        messages: list[Message],
-        sent: list[Any],
-        n_index: int,
-        started: float,
-        **outcome: Any,
-    ) -> str:
+    def _trace(self, model: str, messages: list[Message], sent: list[Any], n_index: int,
+               started: float, **outcome: Any) -> str:  # fmt: skip
         assert self.trace is not None
-        call_id = self.trace.new_id()
         params = {k: v for k, v in sent[0].items() if k not in _NOT_IN_KEY}
-        line = trace_entry(
-            call_id,
-            model=model,
-            messages=messages,
-            params=params,
-            n_index=n_index,
-            key=sent[1],
-            latency_s=time.perf_counter() - started,
-            **outcome,
-        )
-        self.trace.write(line, self._secrets)
-        return call_id
+        return self.trace.record(
+            model=model, messages=messages, params=params, n_index=n_index, key=sent[1],
+            latency_s=time.perf_counter() - started, secrets=self._secrets, **outcome,
+        )  # fmt: skip
 
     async def _ask(
         self,

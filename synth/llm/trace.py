@@ -41,6 +41,12 @@ class TraceSink:
     def new_id(self) -> str:
         return f"{self._prefix}-{next(self._seq):06d}"
 
+    def record(self, *, secrets: Iterable[str] = (), **call: Any) -> str:
+        """Write one call's line (see `entry` for what `call` holds); returns its id."""
+        call_id = self.new_id()
+        self.write(entry(call_id, **call), secrets)
+        return call_id
+
     def write(self, entry: dict[str, Any], secrets: Iterable[str] = ()) -> None:
         """One line; API keys anywhere in it (messages, answer, error) become `***`."""
         if self._fd is None:
