@@ -17,12 +17,21 @@ def add_parser(sub: Any) -> None:
         "values, text lengths, and exact duplicates. Reads the file once, in bounded memory.",
     )
     p.add_argument("file", help="a JSONL file, e.g. out/tx/data.jsonl")
+    p.add_argument(
+        "--fields",
+        metavar="A,B",
+        help="fields whose text distinct-2 measures (default: the fields the model wrote, "
+        "from the records' lineage; without any, all text fields)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = inspect_file(Path(args.file))
+    from synth.text.fields import parse_fields
+
+    fields = parse_fields(args.fields, where="command line", path="--fields")
+    report = inspect_file(Path(args.file), fields=fields)
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     else:
@@ -30,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_file(path: Path) -> dict[str, Any]:
+def inspect_file(path: Path, *, fields: list[str] | None = None) -> dict[str, Any]:
     from synth.errors import ConfigError
     from synth.runner.fieldstats import Profile
+    from synth.text.fields import check_present
 
     if not path.is_file():
         raise ConfigError(
@@ -42,7 +52,10 @@ def inspect_file(path: Path) -> dict[str, Any]:
             found=str(path),
             fix="pass the data.jsonl of a run, e.g. synth inspect out/tx/data.jsonl",
         )
-    prof = Profile()
+    metas, rows = _head(path)
+    if fields:
+        check_present(fields, rows, where=str(path), path="--fields")
+    prof = Profile(text_fields=fields or _written(metas))
     lines = records = plain = 0
     bad: list[int] = []
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -93,7 +106,9 @@ def render(r: dict[str, Any]) -> str:
         head += f" (first at line {r['first_unreadable_line']})"
     out = [head]
     if "distinct_2" in r:
-        out.append(f"distinct-2 of text fields: {r['distinct_2']}")
+        measured = r.get("text_fields")
+        which = ", ".join(measured) if isinstance(measured, list) else "text fields"
+        out.append(f"distinct-2 of {which}: {r['distinct_2']}")
     if run := r.get("run"):
         counts = run.get("counts", {})
         out.append(
@@ -110,6 +125,32 @@ def render(r: dict[str, Any]) -> str:
                 f"{f['distinct']!s:>9}  {_details(f)}".rstrip()
             )
     return "\n".join(out)
+
+
+def _head(path: Path, limit: int = 1000) -> tuple[list[Any], list[Any]]:
+    """The meta and data of the first records: which fields the model wrote."""
+    metas: list[Any] = []
+    rows: list[Any] = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if len(rows) >= limit:
+                break
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("data"), dict) and "id" in obj:
+                metas.append(obj.get("meta"))
+                rows.append(obj["data"])
+            elif isinstance(obj, dict):
+                rows.append(obj)
+    return metas, rows
+
+
+def _written(metas: list[Any]) -> list[str] | None:
+    from synth.text.fields import model_fields
+
+    return model_fields(m for m in metas if isinstance(m, dict)) or None
 
 
 def _details(f: dict[str, Any]) -> str:

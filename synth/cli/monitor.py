@@ -37,6 +37,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--self-bleu-sample", type=int, default=1000)
     p.add_argument("--baseline-draws", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--fields",
+        metavar="A,B",
+        help="data fields to measure (default: the fields the run's model wrote)",
+    )
     p.add_argument("--no-audit", action="store_true", help="skip the verifier tail audit")
     p.add_argument("--no-history", action="store_true", help="no trend rule, record nothing")
     p.add_argument("--state-dir", metavar="DIR", help="override $SYNTH_STATE_DIR")
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from synth.curate.monitor import MonitorConfig, monitor_path
     from synth.errors import ConfigError
     from synth.files import write_json_atomic
+    from synth.text.fields import parse_fields
 
     for name in ("sample_docs", "self_bleu_sample", "baseline_draws"):
         if getattr(args, name) < 2:
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         audit=not args.no_audit,
         history=not args.no_history,
         root=Path(args.state_dir) if args.state_dir else None,
+        fields=parse_fields(args.fields, where="command line", path="--fields"),
     )
     target = Path(args.target)
     out = (
@@ -89,7 +96,8 @@ def render(report: dict[str, Any], out: Path | None) -> str:
     lines = [
         f"{report['status'].upper()}: {report['target']} (series {report['series']!r}, "
         f"generation {report['generation']}, {report['sample_docs']} of {report['docs']} docs "
-        f"vs {report['anchor_docs']} anchor docs)"
+        f"vs {report['anchor_docs']} anchor docs)",
+        f"  measured: {_fields(report.get('fields'))}",
     ]
     for name, m in report["metrics"].items():
         ratio = f"{m['ratio']:.2f}x" if m["ratio"] is not None else "  -  "
@@ -98,3 +106,7 @@ def render(report: dict[str, Any], out: Path | None) -> str:
     if out is not None:
         lines.append(f"report: {out}")
     return "\n".join(lines)
+
+
+def _fields(fields: Any) -> str:
+    return ", ".join(fields) if isinstance(fields, list) else str(fields)

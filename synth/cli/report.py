@@ -16,6 +16,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("dir", help="a run directory or a batch night directory")
     p.add_argument("--out", help="where to write the HTML (default DIR/report.html)")
+    p.add_argument(
+        "--fields",
+        metavar="A,B",
+        help="fields that lengths and diversity measure (default: the fields the model "
+        "wrote, from the records' lineage; without any, each record's text)",
+    )
     p.set_defaults(func=run)
 
 
@@ -23,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from synth.errors import ConfigError
+    from synth.text.fields import parse_fields
 
+    fields = parse_fields(getattr(args, "fields", None), where="command line", path="--fields")
     target = Path(args.dir)
     if (target / "batch.json").is_file():
         from synth.report.batch import write_batch_report
@@ -32,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     elif (target / "manifest.json").is_file():
         from synth.report.run import write_report
 
-        path = write_report(target, out=args.out)
+        path = write_report(target, out=args.out, fields=fields)
     else:
         raise ConfigError(
             "not a run directory or a batch night",

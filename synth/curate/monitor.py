@@ -67,6 +67,12 @@ MONITOR_SCHEMA: dict[str, Any] = {
         "audit": {"type": "boolean"},
         "history": {"type": "boolean"},
         "seed": {"type": "integer"},
+        "fields": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "string", "minLength": 1},
+            "description": "data fields to measure (default: the fields the model wrote)",
+        },
     },
 }
 
@@ -305,17 +311,31 @@ def monitor_path(
     audit: bool = True,
     history: bool = True,
     root: Path | None = None,
+    fields: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Monitor a run directory or JSONL file against an anchor file or folder. History
-    and cached baselines go to `root` (default: the state dir)."""
+    and cached baselines go to `root` (default: the state dir).
+
+    What is measured is the text of `fields`, by default the fields the run's LLM steps
+    wrote (`meta["llm_fields"]`), so a collapsing model is seen even when Faker-written
+    fields beside it stay diverse; with none, each record's text (`text_of`). Anchor
+    records are measured on the same fields when they have them, else on their text."""
     from synth.curate.ingest import read_real
     from synth.curate.inputs import open_batch, sha256_path
+    from synth.text.fields import check_present, model_fields, text_for
     from synth.text.lexical import text_of
 
     batch = open_batch(target)
-    texts = [text_of(r.data) for r in batch.records()]
-    rejected = [text_of(r.data) for r in batch.rejected()] if audit else None
-    anchor_texts = [text_of(r.data) for r in read_real(anchor_path)]
+    records = list(batch.records())
+    if fields:
+        check_present(fields, (r.data for r in records), where=str(target), path="fields")
+    chosen = list(fields or model_fields(r.meta for r in records))
+    texts = [text_for(r.data, chosen) for r in records]
+    rejected = [text_for(r.data, chosen) for r in batch.rejected()] if audit else None
+    anchor_texts = [
+        text_for(r.data, chosen) if _has_any(r.data, chosen) else text_of(r.data)
+        for r in read_real(anchor_path)
+    ]
     root = root or state_dir()
     series = series or batch.recipe_name() or batch.name
     report = monitor(
@@ -331,7 +351,14 @@ def monitor_path(
     )
     report["target"] = str(target)
     report["anchor"] = str(anchor_path)
+    report["fields"] = chosen or "the record's text (no field written by a model)"
     return report
+
+
+def _has_any(data: Any, fields: Sequence[str]) -> bool:
+    from synth.text.fields import lookup
+
+    return isinstance(data, Mapping) and any(lookup(data, f) is not None for f in fields)
 
 
 def monitor_from_config(
@@ -368,6 +395,7 @@ def monitor_from_config(
         audit=bool(cfg.get("audit", True)),
         history=bool(cfg.get("history", True)),
         root=root,
+        fields=cfg.get("fields"),
     )
     write_json_atomic(Path(run_dir) / "monitor_report.json", report)
     return report

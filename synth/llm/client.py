@@ -42,6 +42,7 @@ from synth.llm.limits import resolve as resolve_limits
 from synth.llm.ratelimit import Limiter, RateLimits
 from synth.llm.retrying import RetryPolicy, retrying
 from synth.llm.structured import complete_structured
+from synth.llm.trace import TraceSink
 from synth.llm.types import Completion, Message, logprobs_of
 from synth.redaction import secret_values
 
@@ -77,8 +78,11 @@ class LLMClient:
         max_tokens: int | None = None,
         reask_limit: int = 2,
         litellm_params: dict[str, Any] | None = None,
+        trace: TraceSink | None = None,
     ) -> None:
         self.model = model
+        self.trace = trace  # every call, as asked and answered (`synth.llm.trace`)
+        self._tracing = 0  # calls that will still write a trace line
         self.cache = cache
         self.limits = limits or RateLimits()  # for models without an entry in model_limits
         self.retry = retry or RetryPolicy()
@@ -168,6 +172,7 @@ class LLMClient:
             output_tokens=sum(p.output_tokens for p in parts),
             cost_usd=sum(p.cost_usd for p in parts),
             latency_s=time.perf_counter() - started,
+            call_ids=tuple(i for p in parts for i in p.call_ids),
         )
 
     def usage(self) -> dict[str, Any]:
@@ -189,12 +194,19 @@ class LLMClient:
             for task in self._late:
                 task.cancel()
             await asyncio.gather(*self._late, return_exceptions=True)
+        if self.trace is not None:
+            # Calls cancelled as the run stopped record themselves on their next loop turn.
+            for _ in range(1000):
+                if not self._tracing:
+                    break
+                await asyncio.sleep(0)
+            self.trace.close()
         if self.cache is not None:
             self.cache.close()
         if self._http is not None:
             await self._http.aclose()
 
-    # -- one plain call: cache, single-flight, budget, admission, retries
+    # -- one plain call: traced; cache, single-flight, budget, admission, retries
 
     async def _call(
         self,
@@ -203,6 +215,42 @@ class LLMClient:
         params: dict[str, Any],
         n_index: int,
         response_format: dict[str, Any] | None,
+    ) -> Completion:
+        if self.trace is None:
+            return await self._ask(model, messages, params, n_index, response_format)
+        started = time.perf_counter()
+        sent: list[Any] = [{}, ""]  # filled in by _ask: the parameters sent, the cache key
+        self._tracing += 1
+        try:
+            c = await self._ask(model, messages, params, n_index, response_format, sent)
+        except (Exception, asyncio.CancelledError) as exc:
+            # A call cancelled in flight (the run reached `n` meanwhile) was still sent and
+            # may have been paid for; a spent cap is the run's stop, not a call.
+            if not isinstance(exc, BudgetExceeded):
+                self._trace(model, messages, sent, n_index, started, error=exc)
+            raise
+        finally:
+            self._tracing -= 1
+        call_id = self._trace(model, messages, sent, n_index, started, completion=c)
+        return replace(c, call_ids=(call_id,))
+
+    def _trace(self, model: str, messages: list[Message], sent: list[Any], n_index: int,
+               started: float, **outcome: Any) -> str:  # fmt: skip
+        assert self.trace is not None
+        params = {k: v for k, v in sent[0].items() if k not in _NOT_IN_KEY}
+        return self.trace.record(
+            model=model, messages=messages, params=params, n_index=n_index, key=sent[1],
+            latency_s=time.perf_counter() - started, secrets=self._secrets, **outcome,
+        )  # fmt: skip
+
+    async def _ask(
+        self,
+        model: str,
+        messages: list[Message],
+        params: dict[str, Any],
+        n_index: int,
+        response_format: dict[str, Any] | None,
+        sent: list[Any] | None = None,
     ) -> Completion:
         send = {k: v for k, v in params.items() if v is not None}
         if not (send.get("logprobs") and self._takes_logprobs(model)):
@@ -213,6 +261,8 @@ class LLMClient:
         key = request_key(
             model, messages, {k: v for k, v in send.items() if k not in _NOT_IN_KEY}, n_index
         )
+        if sent is not None:
+            sent[:] = [send, key]
         u = self._stats(model)
         u.calls += 1
         if self.cache is not None:
@@ -228,7 +278,7 @@ class LLMClient:
                 if not pending.cancelled():
                     raise  # we were cancelled ourselves
                 u.calls -= 1  # its owner was cancelled, not us: ask ourselves
-                return await self._call(model, messages, params, n_index, response_format)
+                return await self._ask(model, messages, params, n_index, response_format, sent)
             u.cache_hits += 1
             return replace(shared, cached=True, cost_usd=0.0)
         if model.startswith("local/") and "seed" not in send:
@@ -477,13 +527,15 @@ def client_for_run(
     retry: RetryPolicy | None = None,
     limits_table: Table | None = None,
     litellm_params: dict[str, Any] | None = None,
+    trace_to: str | Path | None = None,
 ) -> LLMClient:
     """The client a run uses. RateLimits and retries per model come from the recipe's
     `limits:` table (`limits_table`), each setting overridden for the run by its
     environment variable (`SYNTH_LLM_MAX_CONCURRENCY`, `SYNTH_LLM_RPM`, `SYNTH_LLM_TPM`,
     `SYNTH_LLM_TIMEOUT`, `SYNTH_LLM_MAX_ATTEMPTS`; see `synth.llm.limits`); `limits` and
     `retry` replace those of models the table does not name. Endpoints and keys are
-    litellm's usual variables (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...)."""
+    litellm's usual variables (`OPENAI_API_KEY`, `OPENAI_API_BASE`, ...). `trace_to` is
+    the file every call is traced to (`synth.llm.trace`), None for no trace."""
     fallback = resolve_limits(limits_table)
     cache = None if no_cache else ResponseCache(Path(state_dir) / FILENAME)
     return LLMClient(
@@ -496,6 +548,7 @@ def client_for_run(
         max_cost_usd=max_cost_usd,
         max_tokens=max_tokens,
         litellm_params=litellm_params,
+        trace=TraceSink(trace_to) if trace_to is not None else None,
     )
 
 

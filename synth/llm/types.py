@@ -32,6 +32,10 @@ class Completion:
     finish_reason: str | None = None
     max_tokens_raised_to: int | None = None  # a re-ask after a cut-off answer raised it
     logprobs: tuple[dict[str, float], ...] | None = None
+    # The trace lines (`synth.llm.trace`) of the model calls behind this answer: one, or
+    # one per attempt of a re-asked structured call, the answer's own last. Empty when the
+    # run keeps no trace.
+    call_ids: tuple[str, ...] = ()
 
     @property
     def total_tokens(self) -> int:
@@ -54,6 +58,10 @@ class Completion:
             out["reasks"] = self.reasks
         if self.max_tokens_raised_to:
             out["max_tokens_raised_to"] = self.max_tokens_raised_to
+        if self.call_ids:
+            out["call_id"] = self.call_ids[-1]  # where `synth show` finds prompt and answer
+            if len(self.call_ids) > 1:
+                out["call_ids"] = list(self.call_ids)
         return out
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from synth.context import rng_for
 from synth.files import write_text_atomic
 from synth.report import charts
-from synth.text.lexical import text_of
+from synth.text.fields import model_fields, text_for
 
 SAMPLE = 12  # kept and rejected records shown with their lineage
 SCAN_LIMIT = 200_000  # lines read per file for histograms; counts come from the manifest
@@ -54,16 +54,21 @@ class RunSummary:
     monitor: dict[str, Any] | None = None
     scanned: dict[str, int] = field(default_factory=dict)
     night: str | None = None
+    fields: list[str] = field(default_factory=list)  # what lengths and diversity measure
 
 
-def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, *, out: str | Path | None = None, fields: list[str] | None = None
+) -> Path:
     """Write `<run_dir>/report.html` (and `report.json`) and return the HTML path.
 
     Called at the end of `synth run`, by batches, by the service (for a live snapshot,
     with `out` elsewhere so the run dir is untouched) and by `synth report DIR`. Never
-    raises for odd or partial content: a report of a half-finished run is still useful."""
+    raises for odd or partial content: a report of a half-finished run is still useful.
+    Lengths and diversity measure `fields`, by default the fields the model wrote
+    (`synth.text.fields`), else each record's text."""
     run_dir = Path(run_dir)
-    summary, extras = summarize(run_dir)
+    summary, extras = summarize(run_dir, fields=fields)
     html = render("run.html", s=summary, **extras)
     target = Path(out) if out is not None else run_dir / "report.html"
     write_text_atomic(target, html)
@@ -74,11 +79,17 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     return target
 
 
-def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
+def summarize(
+    run_dir: Path, *, fields: list[str] | None = None
+) -> tuple[RunSummary, dict[str, Any]]:
     manifest = load_json(run_dir / "manifest.json")
     counts = _get(manifest, "counts", default={}) or {}
-    kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept")
-    rej_scan = _scan(run_dir / "rejects.jsonl", seed_label="rejected")
+    chosen = list(fields or _written_fields(run_dir))
+    kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept", fields=chosen)
+    rej_scan = _scan(run_dir / "rejects.jsonl", seed_label="rejected", fields=chosen)
+    from_manifest = manifest.get("diversity") or {}
+    if (from_manifest.get("text_fields") or []) != chosen:
+        from_manifest = {}  # the engine's distinct-2 measured other fields
     llm = _get(manifest, "llm", default={}) or {}
     monitor = load_json(run_dir / "monitor_report.json") or None
     night = run_dir.parent.name if DATE_DIR.match(run_dir.parent.name) else None
@@ -104,15 +115,16 @@ def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
         seed=manifest.get("seed"),
         model=manifest.get("model"),
         reasons=_reasons(counts.get("rejected_by_reason") or {}, rej_scan),
-        diversity=_diversity(manifest.get("diversity") or {}, kept_scan.texts),
+        diversity=_diversity(from_manifest, kept_scan.texts),
         monitor=monitor,
         scanned={"kept": kept_scan.lines, "rejected": rej_scan.lines},
         night=night,
+        fields=chosen,
     )
     extras = {
         "charts": _run_charts(summary, kept_scan, rej_scan, _trend(run_dir, summary)),
-        "samples_kept": [_sample_view(r) for r in kept_scan.sample],
-        "samples_rejected": [_sample_view(r) for r in rej_scan.sample],
+        "samples_kept": [_sample_view(r, chosen) for r in kept_scan.sample],
+        "samples_rejected": [_sample_view(r, chosen) for r in rej_scan.sample],
         "field_distinct": (manifest.get("diversity") or {}).get("distinct_ratio") or {},
         "monitor_rows": _monitor_rows(monitor),
         "manifest_json": json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
@@ -182,7 +194,18 @@ class _Scan:
     texts: list[str] = field(default_factory=list)
 
 
-def _scan(path: Path, *, seed_label: str) -> _Scan:
+def _written_fields(run_dir: Path, limit: int = 1000) -> list[str]:
+    """The fields the model wrote, from the lineage of the first records of the run."""
+    metas: list[Any] = []
+    for name in ("data.jsonl", "rejects.jsonl"):
+        for i, obj in enumerate(_jsonl(run_dir / name)):
+            if i >= limit:
+                break
+            metas.append(obj.get("meta") if isinstance(obj.get("meta"), dict) else None)
+    return model_fields(metas)
+
+
+def _scan(path: Path, *, seed_label: str, fields: list[str] | None = None) -> _Scan:
     """One pass, bounded memory: reservoir sample, lengths, verdict scores, reasons."""
     scan = _Scan()
     rng = rng_for(0, "report", seed_label)
@@ -192,7 +215,7 @@ def _scan(path: Path, *, seed_label: str) -> _Scan:
             scan.truncated = True
             continue
         data, meta = obj.get("data"), obj.get("meta") or {}
-        text = text_of(data)
+        text = text_for(data, fields)
         scan.lengths.append(len(text))
         if len(scan.texts) < 2000:
             scan.texts.append(text)
@@ -289,9 +312,9 @@ def _trend(run_dir: Path, s: RunSummary) -> tuple[list[str], dict[str, list[Any]
     return nights, {k: [r.get(k) for r in rows] for k in keys}
 
 
-def _sample_view(obj: dict[str, Any]) -> dict[str, Any]:
+def _sample_view(obj: dict[str, Any], fields: list[str] | None = None) -> dict[str, Any]:
     meta = obj.get("meta") or {}
-    text = text_of(obj.get("data"))
+    text = text_for(obj.get("data"), fields)
     return {
         "id": str(obj.get("id", "?")),
         "headline": text[:160] + ("…" if len(text) > 160 else ""),

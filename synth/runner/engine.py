@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from synth import files
@@ -20,6 +21,7 @@ from synth.chain import Verdict
 from synth.context import Context
 from synth.errors import BudgetExceeded
 from synth.records import Record
+from synth.runner import written
 from synth.runner.recipe import Recipe
 from synth.streams import ordered_map
 
@@ -104,7 +106,9 @@ async def outcomes(
     already written and counted by an earlier process of this run: they are dropped."""
     steps, chain = recipe.instantiate()
     stream: AsyncIterator[Record] = _nothing()
-    for fn in steps:
+    for spec, fn in zip(recipe.steps, steps, strict=True):
+        if spec.entry.llm or "model" in spec.config:  # measured as the model's text
+            fn = written.tagging(fn)
         stream = fn(stream, ctx)
     if limits.stop_index is not None:
         stream = _until_index(stream, limits.stop_index)
@@ -168,13 +172,15 @@ def open_llm(
     no_cache: bool = False,
     spent: dict[str, Any] | None = None,
     budget_override: dict[str, Any] | None = None,
+    trace_to: Path | None = None,
 ) -> Any:
     """The LLM client for a run, or None when no step needs a model.
 
     `synth.llm.client` (and litellm behind it) is imported only here and only when needed, so
     rule-based recipes start fast and run without it. Caps are what is left of the run's
     budget after earlier processes of the same run (`spent`, from the manifest). Rate
-    limits and retries per model come from the recipe's `limits:` (`synth.llm.limits`)."""
+    limits and retries per model come from the recipe's `limits:` (`synth.llm.limits`).
+    `trace_to` is the file the client traces every call to (when the recipe keeps one)."""
     if not recipe.needs_llm:
         return None
     llm = importlib.import_module("synth.llm.client")
@@ -197,6 +203,7 @@ def open_llm(
         max_cost_usd=cost,
         max_tokens=tokens,
         limits_table=recipe.resolved.get("limits"),
+        trace_to=trace_to if recipe.trace else None,
     )
 
 

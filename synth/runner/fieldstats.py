@@ -3,7 +3,8 @@
 Used by `synth inspect` (any JSONL of records or plain objects) and by the manifest,
 which reports diversity over a sample of the kept records. Distinct-value sets stop
 growing at `cap` so a million-row file cannot exhaust memory; counts past the cap are
-reported as lower bounds."""
+reported as lower bounds. Distinct-2 is measured on `text_fields` when given (the fields
+the model wrote, see `synth.text.fields`), else on every text field."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from synth.text.fields import text_for
 
 TOP_K = 5
 LOW_CARDINALITY = 20
@@ -95,6 +98,7 @@ class Profile:
 
     cap: int = 100_000
     text_sample: int = 10_000
+    text_fields: list[str] | None = None  # None: every text field
     records: int = 0
     duplicates: int = 0
     fields: dict[str, FieldStats] = field(default_factory=dict)
@@ -116,10 +120,16 @@ class Profile:
             if stats is None:
                 stats = fields[name] = FieldStats()
             stats.add(value, cap)
-            if texts and type(value) is str and " " in value:
-                words = value.split()
-                self._bigram_total += len(words) - 1
-                self._bigrams.update(map(hash, zip(words, words[1:], strict=False)))
+            if texts and self.text_fields is None and type(value) is str and " " in value:
+                self._add_text(value)
+        if texts and self.text_fields is not None:
+            self._add_text(text_for(obj, self.text_fields))
+
+    def _add_text(self, text: str) -> None:
+        words = text.split()
+        if len(words) > 1:
+            self._bigram_total += len(words) - 1
+            self._bigrams.update(map(hash, zip(words, words[1:], strict=False)))
 
     def diversity(self) -> dict[str, Any]:
         """distinct values / values per field, and distinct-2 over text fields (the share of
@@ -135,6 +145,8 @@ class Profile:
         if self._bigram_total:
             out["distinct_2"] = round(len(self._bigrams) / self._bigram_total, 4)
             out["distinct_2_sample"] = min(self.records, self.text_sample)
+            if self.text_fields is not None:
+                out["text_fields"] = list(self.text_fields)
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -143,6 +155,7 @@ class Profile:
             "duplicates": self.duplicates,
             "fields": {name: f.summary(self.records) for name, f in sorted(self.fields.items())},
             **({"distinct_2": self.diversity()["distinct_2"]} if self._bigram_total else {}),
+            "text_fields": self.text_fields or "all text fields",
         }
 
 

@@ -12,6 +12,7 @@ from synth.runner.rundir import (
     DATA,
     PARTS,
     REJECTS,
+    TRACES,
     RunDir,
     describe_files,
     diversity_of,
@@ -23,13 +24,17 @@ from synth.runner.rundir import (
 def merge(
     top: RunDir, parts: list[Path], manifests: list[dict[str, Any]], *, elapsed: float
 ) -> dict[str, Any]:
-    """Concatenate the parts into `data.jsonl` / `rejects.jsonl` (temp + rename), sum the
-    counters, and finish the top manifest. Parts are removed only when every shard is
+    """Concatenate the parts into `data.jsonl` / `rejects.jsonl` / `traces.jsonl` (temp +
+    rename; a part without a trace adds nothing), sum the counters, and finish the top
+    manifest. Parts are removed only when every shard is
     complete, so a budget-stopped sharded run keeps what it needs to continue."""
-    for name in (DATA, REJECTS):
+    for name in (DATA, REJECTS, TRACES):
+        present = [p for p in parts if name != TRACES or (p / name).is_file()]
+        if name == TRACES and not present:
+            continue
         tmp = top.path / (name + ".tmp")
         with open(tmp, "wb") as dst:
-            for part in parts:
+            for part in present:
                 with open(part / name, "rb") as src:
                     shutil.copyfileobj(src, dst, 1 << 20)
         os.replace(tmp, top.path / name)
@@ -47,7 +52,7 @@ def merge(
     tally.stop_reason = next((r for r in reasons if r not in COMPLETE), None) or (
         EXHAUSTED if EXHAUSTED in reasons else DONE
     )
-    files = describe_files(top.path, (DATA, REJECTS))
+    files = describe_files(top.path, (DATA, REJECTS, TRACES))
     top.update(
         status="finished",
         stop_reason=tally.stop_reason,

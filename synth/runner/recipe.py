@@ -28,8 +28,11 @@ StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 
 # Keys that change how a run is carried out but not which records it produces: they stay
 # out of the recipe hash, so raising a budget, the concurrency or a model's rate limits
-# (`limits:`) resumes the same run.
-HASH_EXCLUDES = frozenset({"description", "budget", "concurrency", "limits", "mix", "monitor"})
+# (`limits:`) resumes the same run. Keeping a trace of the model calls (`trace:`) changes
+# what is written beside the records, never the records.
+HASH_EXCLUDES = frozenset(
+    {"description", "budget", "concurrency", "limits", "mix", "monitor", "trace"}
+)
 DEFAULT_CONCURRENCY = 8
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -110,6 +113,7 @@ class Recipe:
     resolved: dict[str, Any]  # settings substituted, named verifiers inlined (what is hashed)
     overrides: dict[str, Any] = field(default_factory=dict)  # the --set values it was loaded with
     needs_llm: bool = False
+    trace: bool = True  # write every model call to traces.jsonl in the run directory
     # The instances built while validating, handed to the first run instead of building
     # everything twice (template compilation is not free).
     _prebuilt: list[tuple[list[StepFn], Chain]] = field(
@@ -242,6 +246,7 @@ def from_dict(
         resolved=resolved,
         overrides=overrides,
         needs_llm=bool(resolved.get("model")) or any(_uses_llm(s) for s in (*steps, *chain)),
+        trace=bool(resolved.get("trace", True)),
     )
     # Factories check what a schema cannot (an unknown Faker provider, a bad expression),
     # and load the content files the hash must cover.

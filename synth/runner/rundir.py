@@ -35,9 +35,11 @@ from typing import Any
 
 from synth.errors import SinkError
 from synth.files import write_json_atomic
+from synth.llm.trace import TRACES
 from synth.records import read_jsonl
 from synth.runner.engine import Outcome, Tally
 from synth.runner.fieldstats import profile
+from synth.text.fields import model_fields
 
 DATA, REJECTS, MANIFEST, PARTS, LOCK = (
     "data.jsonl",
@@ -47,6 +49,7 @@ DATA, REJECTS, MANIFEST, PARTS, LOCK = (
     ".synth.lock",
 )
 IDENTITY_KEYS = ("recipe_hash", "seed", "n", "shard", "workers")
+OUTPUTS = (DATA, REJECTS, TRACES)  # described in the manifest when present
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +206,7 @@ class RunDir:
             )
 
     def _wipe(self) -> None:
-        for name in (DATA, REJECTS, MANIFEST):
+        for name in (DATA, REJECTS, TRACES, MANIFEST):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
         shutil.rmtree(self.path / PARTS, ignore_errors=True)
@@ -317,7 +320,7 @@ class RunDir:
             stop_reason=tally.stop_reason,
             finished_at=_now(),
             records_per_s=rates(tally, elapsed),
-            files=describe_files(self.path, (DATA, REJECTS)),
+            files=describe_files(self.path, OUTPUTS),
             diversity=diversity_of(self.path / DATA),
             **updates,
         )
@@ -383,9 +386,15 @@ def describe_files(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
 
 def diversity_of(data: Path, sample: int = 2_000) -> dict[str, Any]:
     """Cheap diversity over the first `sample` kept records (distinct values per field,
-    distinct-2 of text fields, exact duplicates): enough to spot a collapsed template."""
-    rows = (r.data for r in itertools.islice(read_jsonl(data), sample))
-    return {"sample": sample, **profile(rows, text_sample=sample).diversity()}
+    distinct-2 of the fields the model wrote, else of all text fields, exact duplicates):
+    enough to spot a collapsed template."""
+    records = list(itertools.islice(read_jsonl(data), sample))
+    written = model_fields(r.meta for r in records) or None
+    rows = (r.data for r in records)
+    return {
+        "sample": sample,
+        **profile(rows, text_sample=sample, text_fields=written).diversity(),
+    }
 
 
 def rates(tally: Tally, elapsed: float) -> dict[str, float]:

@@ -37,7 +37,7 @@ from synth.runner.engine import (
 from synth.runner.ledger import Ledger
 from synth.runner.merge import sum_usage
 from synth.runner.recipe import Recipe, from_dict
-from synth.runner.rundir import DATA, REJECTS, RunDir, synth_version
+from synth.runner.rundir import DATA, REJECTS, TRACES, RunDir, synth_version
 
 if TYPE_CHECKING:  # the LLM layer loads only for recipes that call a model
     from synth.llm.types import LLM
@@ -246,6 +246,7 @@ async def run_one(
         no_cache=no_cache,
         spent=previous_llm,
         budget_override={k: budget[k] for k in ("max_cost_usd", "max_tokens")},
+        trace_to=rd.path / TRACES,
     )
     if llm is not None and ledger is not None:
         llm.journal = ledger.record
