@@ -238,13 +238,16 @@ async def get_report(request: web.Request) -> web.StreamResponse:
         path = final
     else:
         path = await _live_report(request.app, job)
+    from synth.report.browse import script
+
     return web.FileResponse(
         path,
         headers={
             "Content-Type": "text/html; charset=utf-8",
-            # Record text is untrusted: no script runs in a report, even a served one.
+            # Record text is untrusted: the only script that runs in a report, even a
+            # served one, is the record browser's own, pinned by its hash.
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-            "img-src data:; sandbox",
+            f"img-src data:; script-src {script()[1]}; sandbox allow-scripts",
         },
     )
 
