@@ -31,7 +31,7 @@ def browser_rows(kept: Iterable[dict[str, Any]], rejected: Iterable[dict[str, An
     rows: list[Any] = []
     for ok, objs in ((True, kept), (False, rejected)):
         for obj in objs:
-            meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+            meta = _meta(obj)
             text = text_of(obj.get("data"))
             rows.append(
                 [
@@ -49,7 +49,7 @@ def trace_ids(objs: Iterable[dict[str, Any]]) -> set[str]:
     """The trace ids a record's lineage names (`meta.llm_calls[*].trace`)."""
     ids: set[str] = set()
     for obj in objs:
-        meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+        meta = _meta(obj)
         for call in meta.get("llm_calls") or []:
             if isinstance(call, dict) and isinstance(call.get("trace"), str | int):
                 ids.add(str(call["trace"]))
@@ -84,6 +84,11 @@ def script() -> tuple[str, str]:
     code = _JS.read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode()
     return code, f"'sha256-{digest}'"
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("meta")
+    return meta if isinstance(meta, dict) else {}
 
 
 def _last_reason(meta: dict[str, Any]) -> str | None:
