@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
+import logging
 from typing import Any
+
+from synth.cli._progress import Progress, rate_text
+
+log = logging.getLogger("synth.run")
 
 
 def add_parser(sub: Any) -> None:
@@ -64,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(format_estimate(estimate(recipe, args.n, seed=args.seed), recipe.budget))
         return 0
-    progress = _Progress(args.n, enabled=not quiet)
+    log.info("run %s: n=%d seed=%d out=%s", recipe.name, args.n, args.seed, args.out or "-")
+    progress = Progress(args.n, enabled=not quiet)
     try:
         result = asyncio.run(
             api.run(
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         from synth.report.run import write_report  # report.html: a page a person can open
 
         write_report(result.out)
+    log.info("run %s finished: %s", recipe.name, result.stop_reason)
     if not quiet:
         print(summary(result))
     return 0
@@ -130,7 +135,6 @@ def summary(result: Any) -> str:
     reasons = counts.get("rejected_by_reason", {})
     why = ", ".join(f"{c} {r}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
     seconds = float((m.get("durations") or {}).get("total_s", 0.0))
-    rate = (m.get("records_per_s") or {}).get("kept", 0.0)
     data = (m.get("files") or {}).get("data.jsonl", {})
     stop = {
         "done": f"done: all {m.get('n')} requested records passed",
@@ -139,7 +143,7 @@ def summary(result: Any) -> str:
     parts = [
         f"Kept {result.kept} of {result.generated} generated records"
         + (f" ({result.rejected} rejected: {why})" if result.rejected else "")
-        + f" in {seconds:.1f} s ({rate:g} records/s); {stop}.",
+        + f" in {seconds:.1f} s ({rate_text(result.kept, seconds)}); {stop}.",
     ]
     if result.resumed:
         parts.append("Resumed an interrupted run; finished work was kept.")
@@ -152,60 +156,3 @@ def summary(result: Any) -> str:
         f"rejects.jsonl and manifest.json."
     )
     return " ".join(parts)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
-
-    def __init__(self, n: int, *, enabled: bool, every: float = 5.0) -> None:
-        self.n, self.enabled, self.every = n, enabled, every
-        self.last = 0.0
-        self.bar: Any = None
-        self.task: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]synth[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("run", total=n, detail="")
-
-    def update(self, p: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        elapsed = float(p.get("elapsed_s") or 0.0)
-        rate = p.get("generated", 0) / elapsed if elapsed else 0.0
-        detail = f"{p.get('generated', 0)} generated, {p.get('rejected', 0)} rejected"
-        if self.bar is not None:
-            self.bar.update(
-                self.task, completed=p.get("kept", 0), detail=f"{detail}, {rate:,.0f}/s"
-            )
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            print(
-                f"synth: {p.get('kept', 0)}/{p.get('n', self.n)} kept, {detail}, "
-                f"{rate:,.0f} records/s",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
