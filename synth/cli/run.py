@@ -45,10 +45,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-seconds", type=float, help="override budget.max_seconds")
     p.add_argument("--max-cost-usd", type=float, help="override budget.max_cost_usd")
     p.add_argument("--max-tokens", type=int, help="override budget.max_tokens")
+    add_metrics_argument(p)
     p.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print nothing"
     )
     p.set_defaults(func=run)
+
+
+def add_metrics_argument(p: argparse.ArgumentParser) -> None:
+    """`--metrics-file` (shared with `synth batch`)."""
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write the run's Prometheus metrics to PATH (a node-exporter textfile; "
+        "name it *.prom in the collector's directory), replaced atomically",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
         write_report(result.out)
     log.info("run %s finished: %s", recipe.name, result.stop_reason)
+    if getattr(args, "metrics_file", None):
+        from synth.report.metrics import Runs, write_textfile
+
+        runs = Runs()
+        runs.add_run_dir(result.out)
+        log.info("wrote metrics to %s", write_textfile(args.metrics_file, runs))
     if not quiet:
         print(summary(result))
     return 0

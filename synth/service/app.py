@@ -317,8 +317,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     from synth.service.metrics import render
 
+    jobs = list(request.app[SUP].jobs.values())  # a snapshot; files are read off the loop
     return web.Response(
-        text=render(request.app[SUP].jobs.values()),
+        text=await asyncio.to_thread(render, jobs),
         content_type="text/plain",
         charset="utf-8",
         headers={"X-Prometheus-Format": "0.0.4"},
