@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from synth.cli._progress import Progress, rate_text
+from synth.errors import ConfigError
 
 log = logging.getLogger("synth.run")
 
@@ -41,6 +42,19 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="estimate LLM calls, tokens and cost from a few sample records; send nothing",
     )
+    p.add_argument(
+        "--show-prompts",
+        type=int,
+        metavar="K",
+        help="with --dry-run: print the first K rendered prompts (implies --dry-run)",
+    )
+    p.add_argument(
+        "--pilot",
+        type=int,
+        metavar="N",
+        help="run N records for real (in a temporary directory) and estimate pass rate, "
+        "calls, tokens, cost and time for -n; writes nothing to --out",
+    )
     p.add_argument("--max-attempts", type=int, help="override budget.max_attempts")
     p.add_argument("--max-seconds", type=float, help="override budget.max_seconds")
     p.add_argument("--max-cost-usd", type=float, help="override budget.max_cost_usd")
@@ -50,6 +64,26 @@ def add_parser(sub: Any) -> None:
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print nothing"
     )
     p.set_defaults(func=run)
+
+
+def _pilot(args: argparse.Namespace, recipe: Any) -> int:
+    import asyncio
+    import tempfile
+
+    from synth import api
+    from synth.runner.pilot import extrapolate, format_pilot
+
+    if args.pilot < 1:
+        raise ConfigError(
+            "--pilot must be at least 1", path="--pilot", expected="N >= 1", found=args.pilot,
+            fix="pass a few records to try for real, e.g. --pilot 20",
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="synth-pilot-") as tmp:
+        result = asyncio.run(
+            api.run(recipe, n=args.pilot, seed=args.seed, out=tmp, no_cache=args.no_cache)
+        )
+        print(format_pilot(extrapolate(result.manifest, args.n), recipe.budget))
+    return 0
 
 
 def add_metrics_argument(p: argparse.ArgumentParser) -> None:
@@ -73,11 +107,22 @@ def run(args: argparse.Namespace) -> int:
     recipe = api.resolve(
         args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
     )
-    if getattr(args, "dry_run", False):
-        from synth.runner.dryrun import estimate, format_estimate
+    shown = getattr(args, "show_prompts", None)
+    if shown is not None and shown < 1:
+        raise ConfigError(
+            "--show-prompts must be at least 1", path="--show-prompts", expected="K >= 1",
+            found=shown, fix="pass how many prompts to print, e.g. --show-prompts 3",
+        )  # fmt: skip
+    if getattr(args, "dry_run", False) or shown:
+        from synth.runner.dryrun import estimate, format_estimate, format_prompts
 
-        print(format_estimate(estimate(recipe, args.n, seed=args.seed), recipe.budget))
+        est = estimate(recipe, args.n, seed=args.seed, prompts=shown or 0)
+        if shown:
+            print(format_prompts(est), end="\n\n")
+        print(format_estimate(est, recipe.budget))
         return 0
+    if getattr(args, "pilot", None) is not None:
+        return _pilot(args, recipe)
     log.info("run %s: n=%d seed=%d out=%s", recipe.name, args.n, args.seed, args.out or "-")
     progress = Progress(args.n, enabled=not quiet)
     try:
