@@ -19,7 +19,7 @@ def extrapolate(manifest: dict[str, Any], n: int) -> dict[str, Any]:
     generated, kept = int(counts.get("generated") or 0), int(counts.get("kept") or 0)
     llm = manifest.get("llm") or {}
     seconds = float((manifest.get("durations") or {}).get("total_s") or 0.0)
-    measured = {
+    measured: dict[str, Any] = {
         "generated": generated,
         "kept": kept,
         "rejected_by_reason": dict(counts.get("rejected_by_reason") or {}),
