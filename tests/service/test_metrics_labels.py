@@ -92,3 +92,20 @@ def test_run_writes_the_same_metrics_to_a_textfile(
         assert main([*args, "--metrics-file", str(prom)]) == 0
     check_labelled(prom.read_text())
     assert not list(prom.parent.glob("*.tmp*"))  # written atomically: no temp file left
+
+
+def test_batch_writes_a_textfile_with_every_recipe_of_the_night(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    batch = tmp_path / "b.yaml"
+    batch.write_text(
+        "name: b\nseed: 3\nrecipes:\n"
+        f"  - {{recipe: {root / 'recipes' / 'card-transactions.yaml'}, n: 30}}\n"
+        f"  - {{recipe: {root / 'recipes' / 'user-profiles.yaml'}, n: 10}}\n"
+    )
+    prom = tmp_path / "synth.prom"
+    args = ["batch", str(batch), "--date", "2026-01-02", "--out", str(tmp_path / "out"), "-q"]
+    main([*args, "--metrics-file", str(prom)])
+    kept = {
+        s.labels["recipe"]: s.value for s in samples(prom.read_text())["synth_records_kept_total"]
+    }
+    assert kept == {"card-transactions": 30, "user-profiles": 10}
