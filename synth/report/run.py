@@ -30,6 +30,7 @@ from synth.text.lexical import text_of
 SAMPLE = 12  # kept and rejected records shown with their lineage without script
 EXAMPLES = 3  # rejected records shown beside each rejection reason
 SCAN_LIMIT = 200_000  # lines read per file for histograms; counts come from the manifest
+PROFILE_LIMIT = 10_000  # kept records profiled field by field (the page says how many)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -119,6 +120,7 @@ def summarize(run_dir: Path) -> tuple[RunSummary, dict[str, Any]]:
         "charts": _run_charts(summary, kept_scan, rej_scan, _trend(run_dir, summary)),
         "fields": field_profiles(profiler, generated_fields(manifest, run_dir), kept_scan.sample),
         "profiled": profiler.profile.records,
+        "profile_limited": kept_scan.lines > PROFILE_LIMIT,
         "examples": {f"{v}\t{r}": shown for (v, r), shown in rej_scan.examples.items()},
         "browse_json": browse.data_block({"rows": rows, "traces": traces}),
         "browse_js": js,
@@ -213,7 +215,7 @@ def _scan(path: Path, *, seed_label: str, profile: bool = False) -> _Scan:
         data, meta = obj.get("data"), obj.get("meta") or {}
         text = text_of(data)
         scan.lengths.append(len(text))
-        if scan.profiler is not None:
+        if scan.profiler is not None and scan.lines <= PROFILE_LIMIT:
             scan.profiler.add(data)
         if len(scan.texts) < 2000:
             scan.texts.append(text)
