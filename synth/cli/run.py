@@ -118,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
 
         est = estimate(recipe, args.n, seed=args.seed, prompts=shown or 0)
         if shown:
-            print(format_prompts(est), end="\n\n")
+            from synth.redaction import is_secret_name, redact, secret_values
+
+            secrets = secret_values(v for k, v in recipe.settings.items() if is_secret_name(k))
+            print(redact(format_prompts(est), secrets), end="\n\n")
         print(format_estimate(est, recipe.budget))
         return 0
     if getattr(args, "pilot", None) is not None:
