@@ -10,6 +10,7 @@ import os
 import pkgutil
 import sys
 
+from synth.cli._logging import add_log_arguments, configure
 from synth.errors import SynthError
 
 
@@ -18,12 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="synth", description="Synthetic training data: recipes, verifiers, mixing."
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_log_arguments(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.add_parser(sub)
+    for command in sub.choices.values():
+        add_log_arguments(command, top=False)
     return parser
 
 
@@ -34,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    configure(args)
     try:
         return int(args.func(args) or 0)
     except SynthError as exc:

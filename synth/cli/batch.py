@@ -7,7 +7,7 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    from synth.cli.run import add_executor_arguments
+    from synth.cli.run import add_executor_arguments, add_metrics_argument
 
     p = sub.add_parser(
         "batch",
@@ -22,6 +22,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="output root (overrides the file's `out:`, default out)")
     p.add_argument("--workers", type=int, default=1, help="processes per recipe run")
     add_executor_arguments(p)
+    add_metrics_argument(p)
     p.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print nothing"
     )
@@ -41,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
     if args.executor != "local" or args.address:
         options["executor"] = get_executor(args.executor, address=args.address)
     manifest = asyncio.run(run_batch(batch, date, run_options=options))
+    if getattr(args, "metrics_file", None):
+        from synth.report.metrics import Runs, write_textfile
+
+        runs = Runs()
+        for name in manifest.get("recipes") or {}:  # tonight's runs, one dir each
+            runs.add_run_dir(batch.night_dir(date) / name)
+        write_textfile(args.metrics_file, runs)
     if not getattr(args, "quiet", False):
         print(summary(manifest, batch.night_dir(date)))
     return exit_status(manifest)

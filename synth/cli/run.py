@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
+import logging
 from typing import Any
+
+from synth.cli._progress import Progress, rate_text
+from synth.errors import ConfigError
+
+log = logging.getLogger("synth.run")
 
 
 def add_parser(sub: Any) -> None:
@@ -38,14 +42,58 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="estimate LLM calls, tokens and cost from a few sample records; send nothing",
     )
+    p.add_argument(
+        "--show-prompts",
+        type=int,
+        metavar="K",
+        help="with --dry-run: print the first K rendered prompts (implies --dry-run)",
+    )
+    p.add_argument(
+        "--pilot",
+        type=int,
+        metavar="N",
+        help="run N records for real (in a temporary directory) and estimate pass rate, "
+        "calls, tokens, cost and time for -n; writes nothing to --out",
+    )
     p.add_argument("--max-attempts", type=int, help="override budget.max_attempts")
     p.add_argument("--max-seconds", type=float, help="override budget.max_seconds")
     p.add_argument("--max-cost-usd", type=float, help="override budget.max_cost_usd")
     p.add_argument("--max-tokens", type=int, help="override budget.max_tokens")
+    add_metrics_argument(p)
     p.add_argument(
         "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="print nothing"
     )
     p.set_defaults(func=run)
+
+
+def _pilot(args: argparse.Namespace, recipe: Any) -> int:
+    import asyncio
+    import tempfile
+
+    from synth import api
+    from synth.runner.pilot import extrapolate, format_pilot
+
+    if args.pilot < 1:
+        raise ConfigError(
+            "--pilot must be at least 1", path="--pilot", expected="N >= 1", found=args.pilot,
+            fix="pass a few records to try for real, e.g. --pilot 20",
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="synth-pilot-") as tmp:
+        result = asyncio.run(
+            api.run(recipe, n=args.pilot, seed=args.seed, out=tmp, no_cache=args.no_cache)
+        )
+        print(format_pilot(extrapolate(result.manifest, args.n), recipe.budget))
+    return 0
+
+
+def add_metrics_argument(p: argparse.ArgumentParser) -> None:
+    """`--metrics-file` (shared with `synth batch`)."""
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="also write the run's Prometheus metrics to PATH (a node-exporter textfile; "
+        "name it *.prom in the collector's directory), replaced atomically",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +111,27 @@ def run(args: argparse.Namespace) -> int:
     recipe = api.resolve(
         args.recipe, settings=parse_overrides(args.set), model=args.model, input=args.input
     )
-    if getattr(args, "dry_run", False):
-        from synth.runner.dryrun import estimate, format_estimate
+    shown = getattr(args, "show_prompts", None)
+    if shown is not None and shown < 1:
+        raise ConfigError(
+            "--show-prompts must be at least 1", path="--show-prompts", expected="K >= 1",
+            found=shown, fix="pass how many prompts to print, e.g. --show-prompts 3",
+        )  # fmt: skip
+    if getattr(args, "dry_run", False) or shown:
+        from synth.runner.dryrun import estimate, format_estimate, format_prompts
 
-        print(format_estimate(estimate(recipe, args.n, seed=args.seed), recipe.budget))
+        est = estimate(recipe, args.n, seed=args.seed, prompts=shown or 0)
+        if shown:
+            from synth.redaction import is_secret_name, redact, secret_values
+
+            secrets = secret_values(v for k, v in recipe.settings.items() if is_secret_name(k))
+            print(redact(format_prompts(est), secrets), end="\n\n")
+        print(format_estimate(est, recipe.budget))
         return 0
-    progress = _Progress(args.n, enabled=not quiet)
+    if getattr(args, "pilot", None) is not None:
+        return _pilot(args, recipe)
+    log.info("run %s: n=%d seed=%d out=%s", recipe.name, args.n, args.seed, args.out or "-")
+    progress = Progress(args.n, enabled=not quiet)
     try:
         result = asyncio.run(
             api.run(
@@ -94,6 +157,13 @@ def run(args: argparse.Namespace) -> int:
         from synth.report.run import write_report  # report.html: a page a person can open
 
         write_report(result.out)
+    log.info("run %s finished: %s", recipe.name, result.stop_reason)
+    if getattr(args, "metrics_file", None):
+        from synth.report.metrics import Runs, write_textfile
+
+        runs = Runs()
+        runs.add_run_dir(result.out)
+        log.info("wrote metrics to %s", write_textfile(args.metrics_file, runs))
     if not quiet:
         print(summary(result))
     return 0
@@ -134,7 +204,6 @@ def summary(result: Any) -> str:
     reasons = counts.get("rejected_by_reason", {})
     why = ", ".join(f"{c} {r}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
     seconds = float((m.get("durations") or {}).get("total_s", 0.0))
-    rate = (m.get("records_per_s") or {}).get("kept", 0.0)
     data = (m.get("files") or {}).get("data.jsonl", {})
     stop = {
         "done": f"done: all {m.get('n')} requested records passed",
@@ -143,7 +212,7 @@ def summary(result: Any) -> str:
     parts = [
         f"Kept {result.kept} of {result.generated} generated records"
         + (f" ({result.rejected} rejected: {why})" if result.rejected else "")
-        + f" in {seconds:.1f} s ({rate:g} records/s); {stop}.",
+        + f" in {seconds:.1f} s ({rate_text(result.kept, seconds)}); {stop}.",
     ]
     if result.resumed:
         parts.append("Resumed an interrupted run; finished work was kept.")
@@ -156,60 +225,3 @@ def summary(result: Any) -> str:
         f"rejects.jsonl and manifest.json."
     )
     return " ".join(parts)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
-
-    def __init__(self, n: int, *, enabled: bool, every: float = 5.0) -> None:
-        self.n, self.enabled, self.every = n, enabled, every
-        self.last = 0.0
-        self.bar: Any = None
-        self.task: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]synth[/bold]"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("run", total=n, detail="")
-
-    def update(self, p: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        elapsed = float(p.get("elapsed_s") or 0.0)
-        rate = p.get("generated", 0) / elapsed if elapsed else 0.0
-        detail = f"{p.get('generated', 0)} generated, {p.get('rejected', 0)} rejected"
-        if self.bar is not None:
-            self.bar.update(
-                self.task, completed=p.get("kept", 0), detail=f"{detail}, {rate:,.0f}/s"
-            )
-            return
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            print(
-                f"synth: {p.get('kept', 0)}/{p.get('n', self.n)} kept, {detail}, "
-                f"{rate:,.0f} records/s",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -23,11 +23,14 @@ from typing import Any
 
 from synth.context import rng_for
 from synth.files import write_text_atomic
-from synth.report import charts
+from synth.report import browse, charts
+from synth.report.profiles import FieldProfiler, field_profiles, generated_fields
 from synth.text.fields import model_fields, text_for
 
-SAMPLE = 12  # kept and rejected records shown with their lineage
+SAMPLE = 12  # kept and rejected records shown with their lineage without script
+EXAMPLES = 3  # rejected records shown beside each rejection reason
 SCAN_LIMIT = 200_000  # lines read per file for histograms; counts come from the manifest
+PROFILE_LIMIT = 10_000  # kept records profiled field by field (the page says how many)
 DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -85,7 +88,7 @@ def summarize(
     manifest = load_json(run_dir / "manifest.json")
     counts = _get(manifest, "counts", default={}) or {}
     chosen = list(fields or _written_fields(run_dir))
-    kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept", fields=chosen)
+    kept_scan = _scan(run_dir / "data.jsonl", seed_label="kept", fields=chosen, profile=True)
     rej_scan = _scan(run_dir / "rejects.jsonl", seed_label="rejected", fields=chosen)
     from_manifest = manifest.get("diversity") or {}
     if (from_manifest.get("text_fields") or []) != chosen:
@@ -121,10 +124,24 @@ def summarize(
         night=night,
         fields=chosen,
     )
+    rows = browse.browser_rows(kept_scan.sample, rej_scan.sample)
+    traces = browse.load_traces(run_dir, browse.trace_ids(r[4] for r in rows))
+    js, js_hash = browse.script()
+    profiler = kept_scan.profiler or FieldProfiler()
     extras = {
         "charts": _run_charts(summary, kept_scan, rej_scan, _trend(run_dir, summary)),
-        "samples_kept": [_sample_view(r, chosen) for r in kept_scan.sample],
-        "samples_rejected": [_sample_view(r, chosen) for r in rej_scan.sample],
+        "fields": field_profiles(profiler, generated_fields(manifest, run_dir), kept_scan.sample),
+        "profiled": profiler.profile.records,
+        "profile_limited": kept_scan.lines > PROFILE_LIMIT,
+        "examples": {f"{v}\t{r}": shown for (v, r), shown in rej_scan.examples.items()},
+        "browse_json": browse.data_block({"rows": rows, "traces": traces}),
+        "browse_js": js,
+        "browse_hash": js_hash,
+        "browse_limit": browse.BROWSE,
+        "browse_counts": {"kept": len(kept_scan.sample), "rejected": len(rej_scan.sample)},
+        "traced": len(traces),
+        "samples_kept": [_sample_view(r, chosen) for r in kept_scan.sample[:SAMPLE]],
+        "samples_rejected": [_sample_view(r, chosen) for r in rej_scan.sample[:SAMPLE]],
         "field_distinct": (manifest.get("diversity") or {}).get("distinct_ratio") or {},
         "monitor_rows": _monitor_rows(monitor),
         "manifest_json": json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
@@ -190,8 +207,10 @@ class _Scan:
     scores: dict[str, list[float]] = field(default_factory=dict)
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     details: dict[tuple[str, str], str] = field(default_factory=dict)
+    examples: dict[tuple[str, str], list[dict[str, str]]] = field(default_factory=dict)
     sample: list[dict[str, Any]] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    profiler: FieldProfiler | None = None
 
 
 def _written_fields(run_dir: Path, limit: int = 1000) -> list[str]:
@@ -205,9 +224,13 @@ def _written_fields(run_dir: Path, limit: int = 1000) -> list[str]:
     return model_fields(metas)
 
 
-def _scan(path: Path, *, seed_label: str, fields: list[str] | None = None) -> _Scan:
-    """One pass, bounded memory: reservoir sample, lengths, verdict scores, reasons."""
-    scan = _Scan()
+def _scan(
+    path: Path, *, seed_label: str, fields: list[str] | None = None, profile: bool = False
+) -> _Scan:
+    """One pass, bounded memory: reservoir sample (what the record browser embeds),
+    lengths, verdict scores, reasons with a few examples, and field profiles if asked."""
+    scan = _Scan(profiler=FieldProfiler() if profile else None)
+    keep = browse.BROWSE
     rng = rng_for(0, "report", seed_label)
     for obj in _jsonl(path):
         scan.lines += 1
@@ -217,6 +240,8 @@ def _scan(path: Path, *, seed_label: str, fields: list[str] | None = None) -> _S
         data, meta = obj.get("data"), obj.get("meta") or {}
         text = text_for(data, fields)
         scan.lengths.append(len(text))
+        if scan.profiler is not None and scan.lines <= PROFILE_LIMIT:
+            scan.profiler.add(data)
         if len(scan.texts) < 2000:
             scan.texts.append(text)
         for v in meta.get("verdicts") or []:
@@ -232,12 +257,21 @@ def _scan(path: Path, *, seed_label: str, fields: list[str] | None = None) -> _S
             scan.failures[key] += 1
             if last.get("detail"):
                 scan.details.setdefault(key, str(last["detail"])[:300])
+            shown = scan.examples.setdefault(key, [])
+            if len(shown) < EXAMPLES:
+                shown.append(
+                    {
+                        "id": str(obj.get("id", "?")),
+                        "headline": text[:160] + ("…" if len(text) > 160 else ""),
+                        "detail": str(last.get("detail") or "")[:300],
+                    }
+                )
         # Reservoir sampling (Algorithm R): a uniform sample in one pass, fixed seed.
-        if len(scan.sample) < SAMPLE:
+        if len(scan.sample) < keep:
             scan.sample.append(obj)
         else:
             j = rng.randrange(scan.lines)
-            if j < SAMPLE:
+            if j < keep:
                 scan.sample[j] = obj
     return scan
 

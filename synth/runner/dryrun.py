@@ -69,13 +69,17 @@ class _Recorder:
         return None
 
 
-def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[str, Any]:
-    """Estimated calls, input/output tokens and cost for `n` records, total and per model."""
+def estimate(
+    recipe: Any, n: int, *, samples: int = 3, seed: int = 0, prompts: int = 0
+) -> dict[str, Any]:
+    """Estimated calls, input/output tokens and cost for `n` records, total and per model;
+    with `prompts`, also the first `prompts` calls' rendered messages (enough records are
+    sampled to make them), which is what a recipe author checks before paying."""
     from synth.llm.litellm import price
     from synth.llm.tokens import count_tokens
 
     recorder = _Recorder(recipe.model)
-    produced = asyncio.run(_sample(recipe, recorder, samples, seed))
+    produced = asyncio.run(_sample(recipe, recorder, max(samples, prompts), seed))
     per_model: dict[str, dict[str, Any]] = {}
     for model, messages, out in recorder.calls:
         m = per_model.setdefault(model, {"calls": 0, "input_tokens": 0, "output_tokens": 0})
@@ -101,7 +105,29 @@ def estimate(recipe: Any, n: int, *, samples: int = 3, seed: int = 0) -> dict[st
         "by_model": per_model,
         "unpriced_models": unpriced,
         "assumes": "every record passes; output tokens at max_tokens (an upper bound)",
+        **(
+            {"prompts": [{"model": m, "messages": msgs} for m, msgs, _ in recorder.calls[:prompts]]}
+            if prompts
+            else {}
+        ),
     }
+
+
+def format_prompts(est: dict[str, Any]) -> str:
+    """The recorded prompts as a person reads them: one block per call, one per message."""
+    shown = est.get("prompts") or []
+    if not shown:
+        return "no prompts: this recipe makes no model calls"
+    blocks = []
+    for i, call in enumerate(shown, 1):
+        lines = [f"--- prompt {i} of {len(shown)} (model {call['model']}) ---"]
+        for msg in call["messages"]:
+            content = msg.get("content")
+            text = content if isinstance(content, str) else repr(content)
+            lines.append(f"[{msg.get('role', '?')}]")
+            lines.append(text)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def format_estimate(est: dict[str, Any], budget: Any = None) -> str:

@@ -86,6 +86,7 @@ def merge(
 
 def progress_of(parts: list[Path], n: int, elapsed: float) -> dict[str, Any]:
     total = Tally()
+    usages: list[Any] = []
     for part in parts:
         try:
             m = read_manifest(part) or {}
@@ -95,7 +96,8 @@ def progress_of(parts: list[Path], n: int, elapsed: float) -> dict[str, Any]:
         total.generated += t.generated
         total.kept += t.kept
         total.rejected += t.rejected
-    return {"n": n, **total.to_dict(), "elapsed_s": elapsed}
+        usages.append(m.get("llm"))
+    return {"n": n, **total.to_dict(), "elapsed_s": elapsed, "llm": sum_usage(usages)}
 
 
 def sum_usage(usages: list[Any]) -> Any:

@@ -254,9 +254,13 @@ async def run_one(
     ctx = context_for(rec, seed=seed, llm=llm, start_index=start, run_dir=rd.path, shard=shard)
     prev_stats = Counter(state.manifest.get("stats") or {})
 
-    def report() -> None:
+    def report(done: bool = False) -> None:
         if on_progress is not None:
-            on_progress({"n": shard.n, **tally.to_dict(), "elapsed_s": clock.elapsed})
+            usage = sum_usage([previous_llm, llm.usage() if llm is not None else None])
+            on_progress(
+                {"n": shard.n, **tally.to_dict(), "elapsed_s": clock.elapsed, "llm": usage}
+                | ({"done": True} if done else {})
+            )
 
     def extras() -> dict[str, Any]:
         usage = llm.usage() if llm is not None else None
@@ -290,7 +294,7 @@ async def run_one(
     manifest = rd.finish(tally, elapsed=clock.elapsed)
     if ledger is not None:
         ledger.close(finished=True)
-    report()
+    report(done=True)
     return RunResult(
         rd.path,
         manifest,
