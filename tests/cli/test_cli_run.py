@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -150,9 +151,14 @@ def test_progress_is_plain_log_lines_when_not_a_terminal_and_quiet_means_quiet(
     tmp_path: Path,
 ) -> None:
     root = project(tmp_path, {"recipes/counter.yaml": COUNTER})
-    res = synth_cli("run", "recipes/counter.yaml", "-n", "300", "--out", "a", cwd=root)
+    # A line per update (the default is one every 5 s, longer than this run).
+    res = synth_cli(
+        "run", "recipes/counter.yaml", "-n", "300", "--out", "a", cwd=root,
+        SYNTH_PROGRESS_SECONDS="0", TEST_COUNTER_DELAY="0.001",
+    )  # fmt: skip
     assert res.returncode == 0
-    assert "synth: 300/300 kept" in res.stderr and "\r" not in res.stderr
+    assert re.search(r"^synth: \d+/300 kept, \d+ generated", res.stderr, re.M), res.stderr
+    assert "\r" not in res.stderr
     assert res.stdout.startswith("Kept 300 of ") and "done" in res.stdout
     res = synth_cli("run", "recipes/counter.yaml", "-n", "300", "--out", "b", "-q", cwd=root)
     assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
