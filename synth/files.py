@@ -53,19 +53,24 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def jsonl_lines(path: str | Path, *, what: str = "a JSON value") -> Iterator[tuple[int, Any]]:
+def jsonl_lines(
+    path: str | Path, *, what: str = "a JSON value", tolerant: bool = False
+) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value) for each non-blank line of a JSONL file.
 
-    A last line without its newline that does not parse is a write cut short by a crash:
-    it is skipped (resume truncates it). Any other line that is not JSON is the file's
-    fault, not a crash's: a ConfigError names the file and line. `.gz` files are read
-    through gzip."""
+    A last line without its newline that does not parse is a write cut short by a crash
+    (or a line still being written): it is skipped (resume truncates it). Any other line
+    that is not JSON is the file's fault, not a crash's: a ConfigError names the file and
+    line, unless `tolerant` (a report or a history read while runs write them), which
+    skips it. `.gz` files are read through gzip."""
     opener: Any = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as fh:  # bytes, decoded per line: errors name the right line
         for number, raw in enumerate(fh, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
+                if tolerant:
+                    continue
                 if not raw.endswith(b"\n"):
                     return  # a torn last line, cut inside a character
                 raise ConfigError(
@@ -81,6 +86,8 @@ def jsonl_lines(path: str | Path, *, what: str = "a JSON value") -> Iterator[tup
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
+                if tolerant:
+                    continue
                 if not line.endswith("\n"):
                     return  # a torn last line
                 raise ConfigError(

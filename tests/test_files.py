@@ -82,3 +82,13 @@ def test_an_error_while_writing_keeps_the_old_file_and_leaves_no_temp(tmp_path: 
 )
 def test_one_policy_says_which_names_hold_secrets(name: str, secret: bool) -> None:
     assert is_secret_name(name) is secret
+
+
+def test_a_tolerant_reader_skips_what_a_strict_one_refuses(tmp_path: Path) -> None:
+    """Reports and histories read files other processes are writing: bad lines are
+    skipped there, while inputs a user gave are refused with the line."""
+    path = tmp_path / "live.jsonl"
+    path.write_bytes(b'{"a": 1}\nnot json\n{"a": "\xff"}\n{"a": 2}\n{"a": 3')
+    assert [v for _, v in jsonl_lines(path, tolerant=True)] == [{"a": 1}, {"a": 2}]
+    with pytest.raises(ConfigError):
+        list(jsonl_lines(path))

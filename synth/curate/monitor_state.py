@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synth.files import state_dir
+from synth.files import jsonl_lines, state_dir
 
 
 class History:
@@ -21,15 +21,12 @@ class History:
     def entries(self, series: str) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        out = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash: skip it, keep the rest
-            if entry.get("series") == series:
-                out.append(entry)
-        return out
+        # A line cut by a crash is skipped; the rest is kept.
+        return [
+            entry
+            for _, entry in jsonl_lines(self.path, tolerant=True)
+            if isinstance(entry, dict) and entry.get("series") == series
+        ]
 
     def first_accepted(self, series: str) -> dict[str, Any] | None:
         return next((e for e in self.entries(series) if e["status"] != "fail"), None)

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from synth.files import jsonl_lines
 from synth.text.lexical import text_of
 
 BROWSE = 500  # records of each kind (kept, rejected) embedded in the page
@@ -99,15 +100,9 @@ def _last_reason(meta: dict[str, Any]) -> str | None:
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSONL file that may still be being written (skipping bad lines)."""
     if not path.is_file():
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.endswith("\n") or not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
+    for _, obj in jsonl_lines(path, tolerant=True):
+        if isinstance(obj, dict):
+            yield obj

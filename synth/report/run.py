@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.context import rng_for
-from synth.files import write_text_atomic
+from synth.files import jsonl_lines, write_text_atomic
 from synth.report import browse, charts
 from synth.report.profiles import FieldProfiler, field_profiles, generated_fields
 from synth.text.fields import model_fields, text_for
@@ -393,18 +393,12 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSONL file that may still be being written (skipping bad lines)."""
     if not path.is_file():
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.endswith("\n") or not line.strip():
-                continue  # a run being written: skip the partial last line
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
+    for _, obj in jsonl_lines(path, tolerant=True):
+        if isinstance(obj, dict):
+            yield obj
 
 
 def _get(obj: Mapping[str, Any], *paths: str, default: Any = None) -> Any:
