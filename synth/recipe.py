@@ -30,7 +30,7 @@ StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 # out of the recipe hash, so raising a budget, the concurrency or a model's rate limits
 # (`limits:`) resumes the same run.
 HASH_EXCLUDES = frozenset({"description", "budget", "concurrency", "limits", "mix", "monitor"})
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 8  # records in flight for a recipe that names no model
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _REF = re.compile(r"\$(\$)?\{(" + _NAME + r")\}")
@@ -209,12 +209,13 @@ def from_dict(
     schema.check(resolved, schema.packaged("recipe.json"), file=where, what="recipe")
     llmlimits.check(resolved.get("limits"), file=where)
 
-    concurrency = int(resolved.get("concurrency", DEFAULT_CONCURRENCY))
-    steps = tuple(_step_spec(i, s, where, concurrency) for i, s in enumerate(resolved["steps"]))
     chain = tuple(
         _verifier_spec(i, v, where, base, resolved)
         for i, v in enumerate(resolved.get("verify", []))
     )
+    given = resolved.get("concurrency")
+    concurrency = int(given) if given is not None else _model_slots(resolved, chain)
+    steps = tuple(_step_spec(i, s, where, concurrency) for i, s in enumerate(resolved["steps"]))
     recipe = Recipe(
         name=str(resolved.get("name") or (file.stem if file else "adhoc")),
         file=file,
@@ -378,6 +379,21 @@ def _check_config(entry: registry.Entry, config: dict[str, Any], file: str, path
 def _registered_verifiers() -> dict[str, registry.Entry]:
     registry.load_plugins()
     return registry.VERIFIERS
+
+
+def _model_slots(resolved: dict[str, Any], chain: tuple[Spec, ...]) -> int:
+    """Records in flight when the recipe does not say: as many as the models it names
+    take calls at once (their `max_concurrency`, from `limits:` or the environment), so
+    every admitted slot has a record to work on; a local model takes one at a time. A
+    recipe that names no model keeps `DEFAULT_CONCURRENCY`."""
+    named = [resolved.get("model"), *(s.get("model") for s in resolved["steps"])]
+    models = {m for m in [*named, *(v.config.get("model") for v in chain)] if isinstance(m, str)}
+    table = resolved.get("limits")
+    slots = [
+        1 if m.startswith("local/") else llmlimits.resolve(table, m).limits.max_concurrency
+        for m in models
+    ]
+    return max(slots, default=DEFAULT_CONCURRENCY)
 
 
 def _uses_llm(spec: Spec) -> bool:
