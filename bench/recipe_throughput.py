@@ -55,6 +55,7 @@ SCENARIOS: dict[str, dict[str, object]] = {
     },
     "C": {"jitter": 0.15, "slots": 100, "stub": []},
 }
+TARGETS = {"A": 0.90, "B": 0.80, "C": 0.90}  # goodput with transport http (B: all correct)
 
 
 # --------------------------------------------------------------------------- workers
@@ -238,6 +239,10 @@ def main() -> int:
                 gain = float(s["goodput"]) / max(float(b["goodput"]), 1e-9)  # type: ignore[arg-type]
                 cpu = float(s["cpu_ms"]) / max(float(b["cpu_ms"]), 1e-9)  # type: ignore[arg-type]
                 print(f"   {kind}/bare: goodput x{gain:.2f}, cpu/record x{cpu:.2f}")
+            h = res.get("http")
+            if h is not None:
+                met = float(h["goodput"]) >= TARGETS[name] and h["ok"] == n  # type: ignore[arg-type]
+                print(f"   target http >= {TARGETS[name]:.0%}: {'met' if met else 'MISSED'}")
     return 0
 
 
