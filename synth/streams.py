@@ -52,7 +52,8 @@ async def ordered_map(
       finished behind a slower earlier item, or pulled from `items` and waiting for a
       slot). `reorder` defaults to `REORDER_PER_SLOT * limit` (4 x). Only results that
       finished *behind* a slower item use this room; when it is full, new work waits
-      until that item finishes. Memory never exceeds `window(limit, reorder)` items.
+      until that item finishes. A stage never holds more than `limit + reorder` items
+      (records, or their results): 5 x limit by default, see `window`.
 
     Errors come out in input order: `fn`'s for an item when the stream reaches it, the
     source's after every item pulled before it. If the consumer stops early (or an error
