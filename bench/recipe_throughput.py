@@ -73,7 +73,7 @@ async def _bare(url: str, rows: list[str], out: Path, slots: int) -> dict[str, f
 
     async def one(session: aiohttp.ClientSession, prompt: str) -> str | None:
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
-        for attempt in range(20):
+        for attempt in range(8):
             async with sem, session.post(f"{url}/chat/completions", json=body) as resp:
                 if resp.status == 200:
                     answer = await resp.json()

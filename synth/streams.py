@@ -23,11 +23,12 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 # Reorder buffer per slot. One slow item stalls nothing until the other slots have
-# finished this many items each behind it: with 4, an item may take about 5 typical
-# latencies (a 1 s Retry-After against 200 ms calls) before new work waits for it, and a
-# stage holds at most 5 x limit items (records are small: 1280 of them at limit 256).
-# 8 and 16 measured no better on bench/recipe_throughput.py B (429s + 5% 500s).
-REORDER_PER_SLOT = 4
+# finished this many items each behind it: with 8, an item may take about 9 typical
+# latencies before new work waits for it. bench/recipe_throughput.py B (a 1 s Retry-After
+# or a 500's backoff, then the call again, against 200 ms calls) filled a 4 x window
+# twice in 2000 records and an 8 x one never. A stage so holds at most 9 x limit items:
+# 576 records at the built-in max_concurrency of 64, a few MB.
+REORDER_PER_SLOT = 8
 
 
 def window(limit: int, reorder: int | None = None) -> int:
@@ -50,10 +51,10 @@ async def ordered_map(
       of it, as a bounded queue would;
     - the window has room: fewer than `limit + reorder` items are held in all (running,
       finished behind a slower earlier item, or pulled from `items` and waiting for a
-      slot). `reorder` defaults to `REORDER_PER_SLOT * limit` (4 x). Only results that
+      slot). `reorder` defaults to `REORDER_PER_SLOT * limit` (8 x). Only results that
       finished *behind* a slower item use this room; when it is full, new work waits
       until that item finishes. A stage never holds more than `limit + reorder` items
-      (records, or their results): 5 x limit by default, see `window`.
+      (records, or their results): 9 x limit by default, see `window`.
 
     Errors come out in input order: `fn`'s for an item when the stream reaches it, the
     source's after every item pulled before it. If the consumer stops early (or an error

@@ -97,13 +97,13 @@ def test_results_and_errors_come_out_as_a_one_at_a_time_run_gives_them(s: dict[s
 
 
 def test_the_default_window_is_a_documented_multiple_of_the_limit() -> None:
-    assert window(50) == 50 + REORDER_PER_SLOT * 50 == 250
+    assert window(50) == 50 + REORDER_PER_SLOT * 50 == 450
     assert window(50, reorder=0) == 50
 
 
 def test_a_stuck_item_does_not_stop_the_others_from_starting() -> None:
     """1 item stuck, 50 slots: the other 49 keep running new items until the window
-    (50 + 200 items) is full, and only then does new work wait."""
+    (50 + 400 items) is full, and only then does new work wait."""
     limit, n = 50, 1000
     bound = window(limit)
     stuck = asyncio.Event()
