@@ -1,9 +1,10 @@
 """The streaming pipeline: source -> steps -> verifier chain -> outcomes, until `n` pass.
 
 Memory stays flat because every stage pulls one record at a time: steps are async
-generators, and the chain runs through `ordered_map`, which holds at most `concurrency`
-records in flight and yields them in input order. Order never depends on timing, so the
-same recipe and seed give the same bytes whatever the concurrency."""
+generators, and the chain runs through `ordered_map`, which runs at most `concurrency`
+records at once, holds a bounded window of them and yields them in input order. Order
+never depends on timing, so the same recipe and seed give the same bytes whatever the
+concurrency."""
 
 from __future__ import annotations
 

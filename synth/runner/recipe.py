@@ -33,7 +33,7 @@ StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 HASH_EXCLUDES = frozenset(
     {"description", "budget", "concurrency", "limits", "mix", "monitor", "trace"}
 )
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 8  # records in flight for a recipe that names no model
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _REF = re.compile(r"\$(\$)?\{(" + _NAME + r")\}")
@@ -225,12 +225,13 @@ def from_dict(
 
         llmlimits.check(resolved["limits"], file=where)
 
-    concurrency = int(resolved.get("concurrency", DEFAULT_CONCURRENCY))
-    steps = tuple(_step_spec(i, s, where, concurrency) for i, s in enumerate(resolved["steps"]))
     chain = tuple(
         _verifier_spec(i, v, where, base, resolved)
         for i, v in enumerate(resolved.get("verify", []))
     )
+    given = resolved.get("concurrency")
+    concurrency = int(given) if given is not None else _model_slots(resolved, chain)
+    steps = tuple(_step_spec(i, s, where, concurrency) for i, s in enumerate(resolved["steps"]))
     recipe = Recipe(
         name=str(resolved.get("name") or (file.stem if file else "adhoc")),
         file=file,
@@ -430,6 +431,25 @@ def _check_config(entry: registry.Entry, config: dict[str, Any], file: str, path
 def _registered_verifiers() -> dict[str, registry.Entry]:
     registry.load_plugins()
     return registry.VERIFIERS
+
+
+def _model_slots(resolved: dict[str, Any], chain: tuple[Spec, ...]) -> int:
+    """Records in flight when the recipe does not say: as many as the models it names
+    take calls at once (their `max_concurrency`, from `limits:` or the environment), so
+    every admitted slot has a record to work on; a local model takes one at a time. A
+    recipe that names no model keeps `DEFAULT_CONCURRENCY`."""
+    models = {resolved["model"]} if isinstance(resolved.get("model"), str) else set()
+    models |= _models_in(resolved["steps"]) | _models_in([v.config for v in chain])
+    if not models:
+        return DEFAULT_CONCURRENCY
+    from synth.llm import limits as llmlimits  # the LLM layer loads only for model recipes
+
+    table = resolved.get("limits")
+    slots = [
+        1 if m.startswith("local/") else llmlimits.resolve(table, m).limits.max_concurrency
+        for m in models
+    ]
+    return max(slots, default=DEFAULT_CONCURRENCY)
 
 
 def _uses_llm(spec: Spec) -> bool:
