@@ -155,6 +155,7 @@ class ShardWriter:
         self.directory, self.prefix, self.schema = directory, prefix, schema
         self.sizes = sizes or Sizes()
         self.rows = 0
+        self.nbytes = 0  # Arrow (in-memory) bytes: what `datasets` reports as num_bytes
         self._parts: list[Path] = []
         self._buffer: list[Mapping[str, Any]] = []
         self._writer: pq.ParquetWriter | None = None
@@ -188,6 +189,7 @@ class ShardWriter:
             assert self._writer is not None
             self._writer.write_table(table, row_group_size=self.sizes.row_group_rows)
             self._in_file += len(chunk)
+            self.nbytes += table.nbytes
             if self._in_file >= self.sizes.rows_per_file or (
                 self._sink.tell() >= self.sizes.bytes_per_file
             ):

@@ -29,7 +29,9 @@ StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 # Keys that change how a run is carried out but not which records it produces: they stay
 # out of the recipe hash, so raising a budget, the concurrency or a model's rate limits
 # (`limits:`) resumes the same run.
-HASH_EXCLUDES = frozenset({"description", "budget", "concurrency", "limits", "mix", "monitor"})
+HASH_EXCLUDES = frozenset(
+    {"description", "license", "budget", "concurrency", "limits", "mix", "monitor"}
+)
 DEFAULT_CONCURRENCY = 8
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
