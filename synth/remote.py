@@ -1,0 +1,148 @@
+"""Seeds and real data that live elsewhere: `hf://datasets/OWNER/NAME/path` and
+`s3://bucket/key`, fetched once into the state dir and then read like any local file.
+
+Why a local copy rather than streaming: every reader synth has (JSONL line numbers in
+errors, CSV, Parquet row groups, resume by row index, sha256 of inputs for the mix report)
+works on a file, and a resumed run must see the same bytes it started with. A URL is
+fetched once per process into `<state dir>/remote/<hash of url>/<name>` (atomically, so a
+killed download is never mistaken for the file).
+
+`hf://` goes through huggingface_hub's HfFileSystem (token: HF_TOKEN or the saved login;
+HF_ENDPOINT for a self-hosted Hub). `s3://` goes through boto3, which litellm already
+brings, rather than s3fs, which would add aiobotocore and its tight botocore pins; it
+takes the usual AWS configuration (env, profile, instance role) and `AWS_ENDPOINT_URL_S3`
+for MinIO, Ceph or a test server. A missing object, bucket or credential is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path, PurePosixPath
+
+from synth.errors import ConfigError
+from synth.files import state_dir
+
+SCHEMES = ("hf://", "s3://")
+_fetched: dict[str, Path] = {}
+_lock = threading.Lock()
+
+
+def is_remote(path: object) -> bool:
+    return isinstance(path, str) and path.startswith(SCHEMES)
+
+
+def localize(url: str) -> Path:
+    """A local copy of `url` (downloaded on first use in this process)."""
+    with _lock:
+        if url in _fetched and _fetched[url].is_file():
+            return _fetched[url]
+        name = PurePosixPath(url.split("://", 1)[1]).name or "object"
+        digest = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        dest = state_dir() / "remote" / digest / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{name}.{os.getpid()}.part")
+        try:
+            (_hf if url.startswith("hf://") else _s3)(url, tmp)
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fetched[url] = dest
+        return dest
+
+
+def _hf(url: str, dest: Path) -> None:
+    from huggingface_hub import HfFileSystem
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    fs = HfFileSystem(endpoint=os.environ.get("HF_ENDPOINT") or None, token=_hf_token())
+    try:
+        fs.get_file(url[len("hf://") :], str(dest))
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise ConfigError(
+            "the Hub has no such dataset, or it is private or gated for this token",
+            file=url,
+            expected="hf://datasets/OWNER/NAME/path/to/file",
+            found=type(exc).__name__,
+            fix="check the name; for a private or gated dataset export HF_TOKEN",
+        ) from None
+    except (FileNotFoundError, RevisionNotFoundError):
+        raise ConfigError(
+            "no such file in the Hub dataset",
+            file=url,
+            expected="an existing file (hf://datasets/OWNER/NAME[@REVISION]/path)",
+            fix="list the files at https://huggingface.co/datasets/OWNER/NAME/tree/main",
+        ) from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        raise ConfigError(
+            f"the Hub refused the download ({status})",
+            file=url,
+            fix="export HF_TOKEN with read access" if status in (401, 403) else None,
+        ) from None
+
+
+def _hf_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def _s3(url: str, dest: Path) -> None:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if not bucket or not key:
+        raise ConfigError(
+            "not an S3 object URL", file=url, expected="s3://BUCKET/KEY", found=url
+        )
+    try:
+        boto3.client("s3").download_file(bucket, key, str(dest))
+    except NoCredentialsError:
+        raise ConfigError(
+            "no AWS credentials to read the seed with",
+            file=url,
+            expected="AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role",
+            fix="export the credentials (and AWS_ENDPOINT_URL_S3 for a non-AWS store)",
+        ) from None
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket" or (code == "404" and not _bucket_exists(bucket)):
+            raise ConfigError(
+                "no such S3 bucket", file=url, found=bucket, fix="check the bucket name"
+            ) from None
+        if code in ("404", "NoSuchKey"):
+            raise ConfigError(
+                "no such S3 object", file=url, found=key, fix="check the key (it is case-sensitive)"
+            ) from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise ConfigError(
+                f"S3 refused the credentials ({code})",
+                file=url,
+                expected="credentials allowed to s3:GetObject on this key",
+                fix="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+            ) from None
+        raise ConfigError(f"S3 read failed ({code})", file=url) from None
+    except BotoCoreError as exc:  # endpoint unreachable, bad region
+        raise ConfigError(f"cannot reach S3: {exc}", file=url) from None
+
+
+def _bucket_exists(bucket: str) -> bool:
+    """download_file HEADs the object, and a HEAD's 404 does not say what is missing."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        boto3.client("s3").head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        return str(exc.response.get("Error", {}).get("Code", "")) not in ("404", "NoSuchBucket")
+    except BotoCoreError:
+        return True
+    return True
