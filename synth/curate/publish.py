@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,12 +127,19 @@ def _rows(sources: list[Source]) -> Iterator[Row]:
 def text_key(row: Mapping[str, Any]) -> bytes:
     """What "the same text" means for dedup and splits: the row without its lineage,
     whitespace collapsed and case folded."""
-    body = json.dumps({k: v for k, v in row.items() if k != "meta"}, sort_keys=True,
+    body = json.dumps(_norm({k: v for k, v in row.items() if k != "meta"}), sort_keys=True,
                       ensure_ascii=False, default=str)  # fmt: skip
-    return hashlib.blake2b(_SPACE.sub(" ", body).casefold().encode(), digest_size=16).digest()
+    return hashlib.blake2b(body.encode(), digest_size=16).digest()
 
 
-_SPACE = re.compile(r"\s+")
+def _norm(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    return value
 
 
 def split_keys(keys: list[bytes], fraction: float, seed: int) -> set[bytes]:
