@@ -257,6 +257,7 @@ def export_parquet(
     if fmt == "records":  # a first pass: the schema comes from every row, not the first
         for _n, _rid, data, _m in records(src):
             schema_of.add(data)
+        schema_of.schema(meta=meta)  # settles which fields are JSON before any row is built
     with staged_dir(out) as tmp:
         writer: ShardWriter | None = None
         variant = None

@@ -104,13 +104,15 @@ class RecordSchema:
             if name in self.as_json:
                 continue
             try:
-                t = pa.infer_type([row.get(name) for row in self._batch])
+                t = pa.array([row.get(name) for row in self._batch]).type  # validates all
                 old = self.types.get(name)
                 if old is not None and old != t:
                     t = pa.unify_schemas(
                         [pa.schema([(name, old)]), pa.schema([(name, t)])],
                         promote_options="permissive",
                     ).field(name).type
+                if not pa.types.is_null(t) and not _writable(t):
+                    raise ValueError(name)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                 self.as_json.add(name)
                 self.types[name] = _S
@@ -138,6 +140,17 @@ class RecordSchema:
                 v is not None and not isinstance(v, str) else v)
             for k, v in data.items()
         }  # fmt: skip
+
+
+def _writable(t: pa.DataType) -> bool:
+    """Parquet cannot store an empty struct, and a nested null type loads as a surprise."""
+    if pa.types.is_null(t):
+        return False
+    if pa.types.is_struct(t):
+        return t.num_fields > 0 and all(_writable(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _writable(t.value_type)
+    return True
 
 
 def meta_json(record_id: str | None, meta: Mapping[str, Any]) -> str:

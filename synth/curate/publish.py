@@ -168,7 +168,7 @@ def publish(runs: list[str | Path], out: str | Path, config: PublishConfig) -> P
     keys: list[bytes] = []
     variant: str | None = None
     for where, rid, data, _meta in _rows(sources):  # pass 1: keys, shape, schema
-        row = _convert(data, config, rid, where, schema_of)
+        row = data if config.fmt == "records" else _convert(data, config, rid, where, schema_of)
         kind = config.fmt if config.fmt == "records" else parquet_variant(config.fmt, row)
         if variant is None:
             variant = kind
