@@ -4,8 +4,9 @@
 Why a local copy rather than streaming: every reader synth has (JSONL line numbers in
 errors, CSV, Parquet row groups, resume by row index, sha256 of inputs for the mix report)
 works on a file, and a resumed run must see the same bytes it started with. A URL is
-fetched once per process into `<state dir>/remote/<hash of url>/<name>` (atomically, so a
-killed download is never mistaken for the file).
+fetched into `<state dir>/remote/<hash of url and version>/<name>` (atomically, so a
+killed download is never mistaken for the file); it is fetched again when its version
+(S3 ETag, Hub blob id) changes.
 
 `hf://` goes through huggingface_hub's HfFileSystem (token: HF_TOKEN or the saved login;
 HF_ENDPOINT for a self-hosted Hub). `s3://` goes through boto3, which litellm already
@@ -19,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from synth.errors import ConfigError
 from synth.files import state_dir
 
 SCHEMES = ("hf://", "s3://")
-_fetched: dict[str, Path] = {}
 _lock = threading.Lock()
 
 
@@ -34,25 +35,28 @@ def is_remote(path: object) -> bool:
 
 
 def localize(url: str) -> Path:
-    """A local copy of `url` (downloaded on first use in this process)."""
+    """A local copy of `url`'s current version: one metadata request each time (so a
+    changed object is noticed, even in a long-lived service), a download only when the
+    version (S3 ETag, Hub blob id) is not in the state dir yet."""
+    fetch = _hf if url.startswith("hf://") else _s3
+    name = PurePosixPath(url.split("://", 1)[1]).name or "object"
     with _lock:
-        if url in _fetched and _fetched[url].is_file():
-            return _fetched[url]
-        name = PurePosixPath(url.split("://", 1)[1]).name or "object"
-        digest = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        version, download = fetch(url)
+        digest = hashlib.blake2b(f"{url}\0{version}".encode(), digest_size=12).hexdigest()
         dest = state_dir() / "remote" / digest / name
+        if dest.is_file():
+            return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{name}.{os.getpid()}.part")
         try:
-            (_hf if url.startswith("hf://") else _s3)(url, tmp)
+            download(tmp)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
-        _fetched[url] = dest
         return dest
 
 
-def _hf(url: str, dest: Path) -> None:
+def _hf(url: str) -> tuple[str, Callable[[Path], None]]:
     from huggingface_hub import HfFileSystem
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -62,8 +66,13 @@ def _hf(url: str, dest: Path) -> None:
     )
 
     fs = HfFileSystem(endpoint=os.environ.get("HF_ENDPOINT") or None, token=_hf_token())
+    path = url[len("hf://") :]
     try:
-        fs.get_file(url[len("hf://") :], str(dest))
+        info = fs.info(path)
+        if info.get("type") != "file":
+            raise FileNotFoundError(path)
+        version = str(info.get("blob_id") or (info.get("lfs") or {}).get("sha256") or info["size"])
+        return version, lambda dest: fs.get_file(path, str(dest))
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise ConfigError(
             "the Hub has no such dataset, or it is private or gated for this token",
@@ -73,11 +82,21 @@ def _hf(url: str, dest: Path) -> None:
             fix="check the name; for a private or gated dataset export HF_TOKEN",
         ) from None
     except (FileNotFoundError, RevisionNotFoundError):
+        parts = path.split("/")
+        repo_id = "/".join(parts[1:3]).split("@")[0]
+        if parts[0] == "datasets" and len(parts) >= 3 and not _repo_exists(repo_id):
+            raise ConfigError(
+                "the Hub has no such dataset, or it is private or gated for this token",
+                file=url,
+                expected="hf://datasets/OWNER/NAME/path/to/file",
+                found=repo_id,
+                fix="check the name; for a private or gated dataset export HF_TOKEN",
+            ) from None
         raise ConfigError(
             "no such file in the Hub dataset",
             file=url,
             expected="an existing file (hf://datasets/OWNER/NAME[@REVISION]/path)",
-            fix="list the files at https://huggingface.co/datasets/OWNER/NAME/tree/main",
+            fix="check the path against the dataset's file list (Files tab on the Hub)",
         ) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
@@ -88,13 +107,20 @@ def _hf(url: str, dest: Path) -> None:
         ) from None
 
 
+def _repo_exists(repo_id: str) -> bool:
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=_hf_token())
+    return bool(api.repo_exists(repo_id, repo_type="dataset"))
+
+
 def _hf_token() -> str | None:
     from huggingface_hub import get_token
 
     return os.environ.get("HF_TOKEN") or get_token()
 
 
-def _s3(url: str, dest: Path) -> None:
+def _s3(url: str) -> tuple[str, Callable[[Path], None]]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -103,8 +129,9 @@ def _s3(url: str, dest: Path) -> None:
         raise ConfigError(
             "not an S3 object URL", file=url, expected="s3://BUCKET/KEY", found=url
         )
+    client = boto3.session.Session().client("s3")  # fresh: env credentials read now
     try:
-        boto3.client("s3").download_file(bucket, key, str(dest))
+        etag = str(client.head_object(Bucket=bucket, Key=key).get("ETag", ""))
     except NoCredentialsError:
         raise ConfigError(
             "no AWS credentials to read the seed with",
@@ -132,6 +159,7 @@ def _s3(url: str, dest: Path) -> None:
         raise ConfigError(f"S3 read failed ({code})", file=url) from None
     except BotoCoreError as exc:  # endpoint unreachable, bad region
         raise ConfigError(f"cannot reach S3: {exc}", file=url) from None
+    return etag, lambda dest: client.download_file(bucket, key, str(dest))
 
 
 def _bucket_exists(bucket: str) -> bool:
@@ -140,7 +168,7 @@ def _bucket_exists(bucket: str) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        boto3.client("s3").head_bucket(Bucket=bucket)
+        boto3.session.Session().client("s3").head_bucket(Bucket=bucket)
     except ClientError as exc:
         return str(exc.response.get("Error", {}).get("Code", "")) not in ("404", "NoSuchBucket")
     except BotoCoreError:
