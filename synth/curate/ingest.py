@@ -28,7 +28,7 @@ from typing import Any
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
-from synth.remote import is_remote, localize
+from synth.curate.remote import is_remote, localize
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".html", ".htm")
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".jsonl.gz")
@@ -57,7 +57,7 @@ def read_real(
     text_field: str = "text",
 ) -> Iterator[Record]:
     """Records from a file or folder (format by suffix), tagged `source: real`; an
-    `hf://` or `s3://` URL is fetched first (synth/remote.py)."""
+    `hf://` or `s3://` URL is fetched first (synth/curate/remote.py)."""
     url = str(path) if is_remote(path) else None
     path = localize(url) if url else Path(path)
     clean = clean or Clean()

@@ -13,7 +13,7 @@ from typing import Any
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
-from synth.remote import is_remote, localize
+from synth.curate.remote import is_remote, localize
 
 
 @dataclass(frozen=True)

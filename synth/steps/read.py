@@ -7,7 +7,7 @@ resumed run (`ctx.start_index`) skips exactly the rows it already handled.
 
 Parsing runs in a worker thread, a batch of rows at a time, so a big file never blocks the
 event loop. pyarrow is imported only when a Parquet file is read. `path` may also be an
-`hf://datasets/...` or `s3://bucket/key` URL: it is fetched once (synth/remote.py), in a
+`hf://datasets/...` or `s3://bucket/key` URL: it is fetched once (synth/curate/remote.py), in a
 worker thread, and read like a local file.
 """
 
@@ -25,7 +25,7 @@ from synth.context import Context
 from synth.errors import ConfigError
 from synth.records import Record, record_id
 from synth.registry import step
-from synth.remote import is_remote, localize
+from synth.curate.remote import is_remote, localize
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 FORMATS |= {".parquet": "parquet", ".pq": "parquet"}
