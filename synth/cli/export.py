@@ -8,8 +8,15 @@ from pathlib import Path
 from typing import Any
 
 FORMATS = (
-    "openai", "sharegpt", "alpaca", "preference", "reward", "messages", "prompt-completion", "text"
-)  # fmt: skip
+    "openai",
+    "sharegpt",
+    "alpaca",
+    "preference",
+    "reward",
+    "messages",
+    "prompt-completion",
+    "text",
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -25,9 +32,7 @@ def add_parser(sub: Any) -> None:
         "groups; lineage in a JSON `meta` column unless --no-meta). Written atomically.",
     )
     p.add_argument("data", help="a run folder (out/<run>) or a JSONL file (its data.jsonl)")
-    p.add_argument(
-        "--format", required=True, choices=FORMATS + ("parquet",), help="output format"
-    )
+    p.add_argument("--format", required=True, choices=FORMATS + ("parquet",), help="output format")
     p.add_argument(
         "--out",
         help="output file, or folder for Parquet (default: beside the data, "
@@ -94,9 +99,14 @@ def run(args: argparse.Namespace) -> int:
 
         out = Path(args.out) if args.out else src.with_name(f"{src.stem}.{fmt}.parquet")
         n, files = export_parquet(
-            src, fmt, out, fields=fields, system=args.system, template=template,
+            src,
+            fmt,
+            out,
+            fields=fields,
+            system=args.system,
+            template=template,
             meta=not args.no_meta,
-        )  # fmt: skip
+        )
         if not quiet:
             print(f"Wrote {n} {fmt} rows to {out}/ ({len(files)} Parquet file(s))")
         return 0

@@ -37,9 +37,15 @@ LINEAGE = {
     "provenance": "for real rows: the file, format and row they were read from",
     "generation": "for mixed rows: which synthetic generation (or real) it belongs to",
 }
-_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-          (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"),
-          (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]  # fmt: skip
+_SIZES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+]
 
 
 def size_category(n: int) -> str:
@@ -55,14 +61,24 @@ def _feature(t: pa.DataType) -> dict[str, Any]:
     import pyarrow as pa
 
     if pa.types.is_struct(t):
-        return {"struct": [{"name": t.field(i).name, **_feature(t.field(i).type)}
-                           for i in range(t.num_fields)]}  # fmt: skip
+        return {
+            "struct": [
+                {"name": t.field(i).name, **_feature(t.field(i).type)} for i in range(t.num_fields)
+            ]
+        }
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         inner = _feature(t.value_type)
         return {"list": inner["struct"] if "struct" in inner else inner.get("dtype", inner)}
-    names = {pa.string(): "string", pa.large_string(): "large_string", pa.bool_(): "bool",
-             pa.float64(): "float64", pa.float32(): "float32", pa.int64(): "int64",
-             pa.int32(): "int32", pa.null(): "null"}  # fmt: skip
+    names = {
+        pa.string(): "string",
+        pa.large_string(): "large_string",
+        pa.bool_(): "bool",
+        pa.float64(): "float64",
+        pa.float32(): "float32",
+        pa.int64(): "int64",
+        pa.int32(): "int32",
+        pa.null(): "null",
+    }
     return {"dtype": names.get(t, str(t))}
 
 
@@ -92,16 +108,22 @@ def dataset_card(
         "license": license_of(sources, config),
         "size_categories": [size_category(total)],
         "tags": ["synthetic", "synth"],
-        "configs": [{"config_name": "default", "data_files": [
-            {"split": s, "path": f"data/{s}-*"} for s in result.splits]}],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in result.splits],
+            }
+        ],
         "dataset_info": {
             "features": features(result.schema),
-            "splits": [{"name": s, "num_bytes": result.nbytes[s], "num_examples": n}
-                       for s, n in result.splits.items()],
+            "splits": [
+                {"name": s, "num_bytes": result.nbytes[s], "num_examples": n}
+                for s, n in result.splits.items()
+            ],
             "download_size": download_size,
             "dataset_size": sum(result.nbytes.values()),
         },
-    }  # fmt: skip
+    }
     if config.pretty_name:
         header["pretty_name"] = config.pretty_name
     body = [_intro(result, config)]
@@ -128,8 +150,13 @@ def _intro(result: Published, config: PublishConfig) -> str:
             f"The test split is {config.test_fraction:g} of the distinct rows, chosen by a "
             f"hash salted with seed {result.seed}; no row's text is in both splits."
         )
-    lines += ["", "```python", "from datasets import load_dataset",
-              'ds = load_dataset("<this folder or OWNER/NAME>")', "```"]  # fmt: skip
+    lines += [
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'ds = load_dataset("<this folder or OWNER/NAME>")',
+        "```",
+    ]
     return "\n".join(lines)
 
 
@@ -139,8 +166,16 @@ def _source(s: Source) -> str:
     recipe = m.get("recipe") if isinstance(m.get("recipe"), dict) else {}
     if recipe:
         out.append(f"- recipe: `{recipe.get('name')}` (hash `{recipe.get('hash')}`)")
-    models = sorted({str(x) for x in (m.get("model"), (m.get("llm") or {}).get("model")
-                                       if isinstance(m.get("llm"), dict) else None) if x})  # fmt: skip
+    models = sorted(
+        {
+            str(x)
+            for x in (
+                m.get("model"),
+                (m.get("llm") or {}).get("model") if isinstance(m.get("llm"), dict) else None,
+            )
+            if x
+        }
+    )
     if m:
         out.append(f"- models: {', '.join(f'`{x}`' for x in models) or 'none (no LLM)'}")
         out.append(f"- seed: {m.get('seed')}; stop reason: {m.get('stop_reason')}")
@@ -183,10 +218,14 @@ def pass_rates(s: Source) -> dict[str, tuple[int, int]]:
 def _mix(mix: dict[str, Any]) -> list[str]:
     counts = mix.get("counts") or {}
     real, syn = counts.get("real") or {}, counts.get("synthetic") or {}
-    out = ["", "### Mix", "",
-           f"- real fraction (tokens): {float(mix.get('real_fraction') or 0):.3f}",
-           f"- real records selected: {real.get('selected')}, tokens {real.get('tokens')}",
-           f"- synthetic records selected: {syn.get('selected')}, tokens {syn.get('tokens')}"]  # fmt: skip
+    out = [
+        "",
+        "### Mix",
+        "",
+        f"- real fraction (tokens): {float(mix.get('real_fraction') or 0):.3f}",
+        f"- real records selected: {real.get('selected')}, tokens {real.get('tokens')}",
+        f"- synthetic records selected: {syn.get('selected')}, tokens {syn.get('tokens')}",
+    ]
     inputs = mix.get("inputs") or {}
     for r in inputs.get("real") or []:
         out.append(f"- real data: `{r.get('path')}` (sha256 `{str(r.get('sha256'))[:16]}`)")
@@ -200,9 +239,13 @@ def _mix(mix: dict[str, Any]) -> list[str]:
     decon = mix.get("decontam")
     if isinstance(decon, dict):
         evals = [e.get("path") for e in inputs.get("eval_sets") or [] if isinstance(e, dict)]
-        out += ["", "### Decontamination", "",
-                f"- eval sets: {', '.join(f'`{e}`' for e in evals) or 'none'}",
-                f"- hits: {decon.get('hits') or {}}; actions: {decon.get('actions') or {}}"]  # fmt: skip
+        out += [
+            "",
+            "### Decontamination",
+            "",
+            f"- eval sets: {', '.join(f'`{e}`' for e in evals) or 'none'}",
+            f"- hits: {decon.get('hits') or {}}; actions: {decon.get('actions') or {}}",
+        ]
     return out
 
 

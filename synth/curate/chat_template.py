@@ -50,9 +50,7 @@ class ChatTemplate:
             ) from None
         object.__setattr__(self, "_compiled", compiled)
 
-    def render(
-        self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False
-    ) -> str:
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False) -> str:
         import jinja2
 
         try:
@@ -93,17 +91,17 @@ def load_chat_template(path: str | Path) -> ChatTemplate:
     """From a model folder (chat_template.jinja or tokenizer_config.json) or the file."""
     p = Path(path).expanduser()
     if p.is_dir():
-        config = p / "tokenizer_config.json"
+        config_file = p / "tokenizer_config.json"
         jinja = p / "chat_template.jinja"
         if jinja.is_file():
-            tokens = _read_config(config) if config.is_file() else {}
+            tokens = _read_config(config_file) if config_file.is_file() else {}
             return ChatTemplate(
                 str(jinja),
                 jinja.read_text(encoding="utf-8"),
                 _token(tokens.get("bos_token")),
                 _token(tokens.get("eos_token")),
             )
-        p = config
+        p = config_file
     if not p.is_file():
         raise ConfigError(
             "chat template not found",

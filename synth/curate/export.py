@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from synth.curate.parquet import Sizes
 
 FORMATS = (
-    "openai", "sharegpt", "alpaca", "preference", "reward", "messages", "prompt-completion", "text"
-)  # fmt: skip
+    "openai",
+    "sharegpt",
+    "alpaca",
+    "preference",
+    "reward",
+    "messages",
+    "prompt-completion",
+    "text",
+)
 ALIASES: dict[str, tuple[str, ...]] = {
     "prompt": ("instruction", "prompt", "question", "query", "input"),
     "response": ("response", "output", "answer", "completion"),
@@ -247,8 +254,12 @@ def export_parquet(
     """`src` in `fmt` (or `records`: the payloads as they are) as Parquet shards in the
     folder `out`, which is replaced whole when the export completes. Returns (rows, files)."""
     from synth.curate.parquet import (
-        RecordSchema, ShardWriter, format_schema, meta_json, staged_dir,
-    )  # fmt: skip
+        RecordSchema,
+        ShardWriter,
+        format_schema,
+        meta_json,
+        staged_dir,
+    )
 
     out = Path(out)
     if fmt != "records" and fmt not in FORMATS:
@@ -267,13 +278,22 @@ def export_parquet(
                 row = schema_of.row(data)
                 kind = fmt
             else:
-                row = convert(data, fmt, fields=fields, system=system, record_id=rid,
-                              where=where, template=template)  # fmt: skip
+                row = convert(
+                    data,
+                    fmt,
+                    fields=fields,
+                    system=system,
+                    record_id=rid,
+                    where=where,
+                    template=template,
+                )
                 kind = parquet_variant(fmt, row)
             if variant is None:
                 variant = kind
-                schema = schema_of.schema(meta=meta) if fmt == "records" else format_schema(
-                    kind, meta=meta
+                schema = (
+                    schema_of.schema(meta=meta)
+                    if fmt == "records"
+                    else format_schema(kind, meta=meta)
                 )
                 writer = ShardWriter(tmp, prefix, schema, sizes)
             elif kind != variant:
@@ -289,8 +309,10 @@ def export_parquet(
             assert writer is not None
             writer.write(row)
         if writer is None:  # no rows: an empty file that still has the schema
-            schema = schema_of.schema(meta=meta) if fmt == "records" else format_schema(
-                "openai" if fmt == "openai" else fmt, meta=meta
+            schema = (
+                schema_of.schema(meta=meta)
+                if fmt == "records"
+                else format_schema("openai" if fmt == "openai" else fmt, meta=meta)
             )
             writer = ShardWriter(tmp, prefix, schema, sizes)
         files = [out / p.name for p in writer.close()]

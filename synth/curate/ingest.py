@@ -25,10 +25,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
-from synth.curate.remote import is_remote, localize
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".html", ".htm")
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".jsonl.gz")

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
-from synth.curate.remote import is_remote, localize
 
 
 @dataclass(frozen=True)

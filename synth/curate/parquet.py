@@ -107,10 +107,14 @@ class RecordSchema:
                 t = pa.array([row.get(name) for row in self._batch]).type  # validates all
                 old = self.types.get(name)
                 if old is not None and old != t:
-                    t = pa.unify_schemas(
-                        [pa.schema([(name, old)]), pa.schema([(name, t)])],
-                        promote_options="permissive",
-                    ).field(name).type
+                    t = (
+                        pa.unify_schemas(
+                            [pa.schema([(name, old)]), pa.schema([(name, t)])],
+                            promote_options="permissive",
+                        )
+                        .field(name)
+                        .type
+                    )
                 if not pa.types.is_null(t) and not _writable(t):
                     raise ValueError(name)
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -136,10 +140,13 @@ class RecordSchema:
     def row(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """`data` with the JSON-typed fields encoded, ready for `schema()`."""
         return {
-            k: (json.dumps(v, ensure_ascii=False, sort_keys=True) if k in self.as_json and
-                v is not None and not isinstance(v, str) else v)
+            k: (
+                json.dumps(v, ensure_ascii=False, sort_keys=True)
+                if k in self.as_json and v is not None and not isinstance(v, str)
+                else v
+            )
             for k, v in data.items()
-        }  # fmt: skip
+        }
 
 
 def _writable(t: pa.DataType) -> bool:

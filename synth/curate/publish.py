@@ -98,7 +98,9 @@ def open_source(path: str | Path) -> Source:
         file=str(p),
         path="RUN",
         expected="a folder with data.jsonl (synth run) or shard-*.jsonl (synth mix), or a file",
-        found="nothing there" if not p.exists() else ", ".join(sorted(x.name for x in p.iterdir())[:8]),
+        found="nothing there"
+        if not p.exists()
+        else ", ".join(sorted(x.name for x in p.iterdir())[:8]),
         fix="pass the --out folder of `synth run` or `synth mix`",
     )
 
@@ -127,8 +129,12 @@ def _rows(sources: list[Source]) -> Iterator[Row]:
 def text_key(row: Mapping[str, Any]) -> bytes:
     """What "the same text" means for dedup and splits: the row without its lineage,
     whitespace collapsed and case folded."""
-    body = json.dumps(_norm({k: v for k, v in row.items() if k != "meta"}), sort_keys=True,
-                      ensure_ascii=False, default=str)  # fmt: skip
+    body = json.dumps(
+        _norm({k: v for k, v in row.items() if k != "meta"}),
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
     return hashlib.blake2b(body.encode(), digest_size=16).digest()
 
 
@@ -206,9 +212,7 @@ def publish(runs: list[str | Path], out: str | Path, config: PublishConfig) -> P
             if config.meta:
                 row["meta"] = meta_json(rid, meta)
             writers["test" if key in test else "train"].write(row)
-        files = {
-            split: [f"data/{p.name}" for p in w.close()] for split, w in writers.items()
-        }
+        files = {split: [f"data/{p.name}" for p in w.close()] for split, w in writers.items()}
         result = Published(
             out,
             {s: w.rows for s, w in writers.items()},
@@ -225,9 +229,20 @@ def publish(runs: list[str | Path], out: str | Path, config: PublishConfig) -> P
 
 
 def _convert(
-    data: dict[str, Any], config: PublishConfig, rid: str | None, where: str, schema_of: RecordSchema
+    data: dict[str, Any],
+    config: PublishConfig,
+    rid: str | None,
+    where: str,
+    schema_of: RecordSchema,
 ) -> dict[str, Any]:
     if config.fmt == "records":
         return schema_of.row(data)
-    return convert(data, config.fmt, fields=config.fields, system=config.system,
-                   record_id=rid, where=where, template=config.template)  # fmt: skip
+    return convert(
+        data,
+        config.fmt,
+        fields=config.fields,
+        system=config.system,
+        record_id=rid,
+        where=where,
+        template=config.template,
+    )

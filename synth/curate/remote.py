@@ -126,9 +126,7 @@ def _s3(url: str) -> tuple[str, Callable[[Path], None]]:
 
     bucket, _, key = url[len("s3://") :].partition("/")
     if not bucket or not key:
-        raise ConfigError(
-            "not an S3 object URL", file=url, expected="s3://BUCKET/KEY", found=url
-        )
+        raise ConfigError("not an S3 object URL", file=url, expected="s3://BUCKET/KEY", found=url)
     client = boto3.session.Session().client("s3")  # fresh: env credentials read now
     try:
         etag = str(client.head_object(Bucket=bucket, Key=key).get("ETag", ""))

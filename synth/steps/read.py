@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from synth.context import Context
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.records import Record, record_id
 from synth.registry import step
-from synth.curate.remote import is_remote, localize
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 FORMATS |= {".parquet": "parquet", ".pq": "parquet"}

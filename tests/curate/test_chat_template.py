@@ -37,18 +37,39 @@ def test_text_export_renders_the_models_chatml_template_exactly(tmp_path: Path) 
     _config(model, CHATML, bos_token={"content": "<s>", "lstrip": False}, eos_token="</s>")
     run = write_run(tmp_path / "run", [("Hi?", "Hello!"), ("2+2?", "4")])
     out = tmp_path / "text.jsonl"
-    assert main(["-q", "export", str(run), "--format", "text", "--chat-template", str(model),
-                 "--system", "Be brief.", "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "-q",
+                "export",
+                str(run),
+                "--format",
+                "text",
+                "--chat-template",
+                str(model),
+                "--system",
+                "Be brief.",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[0] == {"text": "<s><|im_start|>system\nBe brief.<|im_end|>\n"
-                               "<|im_start|>user\nHi?<|im_end|>\n"
-                               "<|im_start|>assistant\nHello!<|im_end|>\n"}  # fmt: skip
+    assert rows[0] == {
+        "text": "<s><|im_start|>system\nBe brief.<|im_end|>\n"
+        "<|im_start|>user\nHi?<|im_end|>\n"
+        "<|im_start|>assistant\nHello!<|im_end|>\n"
+    }
     assert rows[1]["text"].endswith("<|im_start|>assistant\n4<|im_end|>\n")
 
 
 def test_eos_token_and_named_templates(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, [{"name": "tool_use", "template": "x"},
-                             {"name": "default", "template": NO_SYSTEM}], eos_token="</s>")  # fmt: skip
+    cfg = _config(
+        tmp_path,
+        [{"name": "tool_use", "template": "x"}, {"name": "default", "template": NO_SYSTEM}],
+        eos_token="</s>",
+    )
     t = load_chat_template(cfg)
     msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     assert t.render(msgs) == "[user] a</s>[assistant] b</s>"
@@ -69,8 +90,9 @@ def test_the_template_runs_sandboxed(tmp_path: Path) -> None:
         load_chat_template(_config(tmp_path / "b", mutate)).render([])
 
 
-def test_missing_or_templateless_configs_are_clear_errors(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_missing_or_templateless_configs_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ConfigError, match="has no chat template"):
         load_chat_template(_config(tmp_path / "base", None))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="not valid Jinja"):
@@ -79,7 +101,9 @@ def test_missing_or_templateless_configs_are_clear_errors(tmp_path: Path,
     assert main(["export", str(run), "--format", "text"]) == 2
     err = capsys.readouterr().err
     assert "needs a chat template" in err and "--chat-template" in err
-    assert main(["export", str(run), "--format", "text", "--chat-template", str(tmp_path / "x")]) == 2
+    assert (
+        main(["export", str(run), "--format", "text", "--chat-template", str(tmp_path / "x")]) == 2
+    )
     assert "chat template not found" in capsys.readouterr().err
 
 
@@ -92,12 +116,21 @@ def test_chat_template_jinja_file_beside_the_config_wins(tmp_path: Path) -> None
 def test_trl_messages_and_prompt_completion(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", [("Hi?", "Hello!")])
     for fmt, expected in (
-        ("messages", {"messages": [{"role": "system", "content": "S"},
-                                   {"role": "user", "content": "Hi?"},
-                                   {"role": "assistant", "content": "Hello!"}]}),
+        (
+            "messages",
+            {
+                "messages": [
+                    {"role": "system", "content": "S"},
+                    {"role": "user", "content": "Hi?"},
+                    {"role": "assistant", "content": "Hello!"},
+                ]
+            },
+        ),
         ("prompt-completion", {"prompt": "S\n\nHi?", "completion": "Hello!"}),
-    ):  # fmt: skip
+    ):
         out = tmp_path / f"{fmt}.jsonl"
-        assert main(["-q", "export", str(run), "--format", fmt, "--system", "S",
-                     "--out", str(out)]) == 0  # fmt: skip
+        assert (
+            main(["-q", "export", str(run), "--format", fmt, "--system", "S", "--out", str(out)])
+            == 0
+        )
         assert json.loads(out.read_text()) == expected

@@ -25,8 +25,20 @@ def _card(folder: Path) -> tuple[dict, str]:
 
 def test_published_folder_loads_with_datasets_as_is(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run", qa_pairs(40))
-    code = main(["publish", str(run), "--to", str(tmp_path / "ds"), "--format", "messages",
-                 "--test-fraction", "0.25", "--license", "apache-2.0"])  # fmt: skip
+    code = main(
+        [
+            "publish",
+            str(run),
+            "--to",
+            str(tmp_path / "ds"),
+            "--format",
+            "messages",
+            "--test-fraction",
+            "0.25",
+            "--license",
+            "apache-2.0",
+        ]
+    )
     assert code == 0
     ds = datasets.load_dataset(str(tmp_path / "ds"))
     assert set(ds) == {"train", "test"}
@@ -46,22 +58,43 @@ def test_published_folder_loads_with_datasets_as_is(tmp_path: Path) -> None:
 def test_card_body_reports_the_runs(tmp_path: Path) -> None:
     a = write_run(tmp_path / "a", qa_pairs(10), recipe="alpha", rejected=3)
     b = write_run(tmp_path / "b", qa_pairs(5, start=100), recipe="beta", rejected=0)
-    (b / "mix_report.json").write_text(json.dumps({
-        "real_fraction": 0.62, "counts": {"real": {"selected": 8, "tokens": 620},
-                                          "synthetic": {"selected": 5, "tokens": 380}},
-        "inputs": {"real": [{"path": "hf://datasets/org/real/a.jsonl", "sha256": "ab" * 32}],
-                   "eval_sets": [{"path": "evals/gsm8k.jsonl", "sha256": "cd" * 32}]},
-        "decontam": {"hits": {"gsm8k": 2}, "actions": {"drop": 2}}}))  # fmt: skip
+    (b / "mix_report.json").write_text(
+        json.dumps(
+            {
+                "real_fraction": 0.62,
+                "counts": {
+                    "real": {"selected": 8, "tokens": 620},
+                    "synthetic": {"selected": 5, "tokens": 380},
+                },
+                "inputs": {
+                    "real": [{"path": "hf://datasets/org/real/a.jsonl", "sha256": "ab" * 32}],
+                    "eval_sets": [{"path": "evals/gsm8k.jsonl", "sha256": "cd" * 32}],
+                },
+                "decontam": {"hits": {"gsm8k": 2}, "actions": {"drop": 2}},
+            }
+        )
+    )
     result = publish([a, b], tmp_path / "ds", PublishConfig())
     assert result.splits == {"train": 15}
     header, body = _card(tmp_path / "ds")
     assert header["license"] == "other"
-    for expected in ("`alpha` (hash `" + "f" * 64 + "`)", "`beta`", "fake/model", "seed: 7",
-                     "generated 13, kept 10, rejected 3", "| too_short | 3 |",
-                     "| length | 13 | 10 | 76.9% |", "| judge | 10 | 10 | 100.0% |",
-                     "real fraction (tokens): 0.620", "hf://datasets/org/real/a.jsonl",
-                     "evals/gsm8k.jsonl", "{'gsm8k': 2}", "synth version: 0.1.0",
-                     "| `parents` |", "| `verdicts` |"):  # fmt: skip
+    for expected in (
+        "`alpha` (hash `" + "f" * 64 + "`)",
+        "`beta`",
+        "fake/model",
+        "seed: 7",
+        "generated 13, kept 10, rejected 3",
+        "| too_short | 3 |",
+        "| length | 13 | 10 | 76.9% |",
+        "| judge | 10 | 10 | 100.0% |",
+        "real fraction (tokens): 0.620",
+        "hf://datasets/org/real/a.jsonl",
+        "evals/gsm8k.jsonl",
+        "{'gsm8k': 2}",
+        "synth version: 0.1.0",
+        "| `parents` |",
+        "| `verdicts` |",
+    ):
         assert expected in body, expected
 
 
@@ -76,8 +109,9 @@ def test_duplicates_are_dropped_and_never_straddle_the_split(tmp_path: Path) -> 
     pairs = qa_pairs(20)
     a = write_run(tmp_path / "a", pairs)
     b = write_run(tmp_path / "b", [(q.upper(), "  " + r) for q, r in pairs[:10]], recipe="b")
-    result = publish([a, b], tmp_path / "ds", PublishConfig(fmt="prompt-completion",
-                                                            test_fraction=0.3))  # fmt: skip
+    result = publish(
+        [a, b], tmp_path / "ds", PublishConfig(fmt="prompt-completion", test_fraction=0.3)
+    )
     assert result.duplicates == 10
     ds = datasets.load_dataset(str(tmp_path / "ds"))
     train = {r["prompt"].casefold() for r in ds["train"]}

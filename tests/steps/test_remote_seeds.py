@@ -40,10 +40,13 @@ def s3(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                 "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-                 "SYNTH_STATE_DIR": str(tmp_path / "state")}.items():  # fmt: skip
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+        "SYNTH_STATE_DIR": str(tmp_path / "state"),
+    }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     client = boto3.client("s3")
@@ -58,7 +61,9 @@ def test_read_step_reads_an_s3_object_and_resumes(s3: Any, tmp_path: Path) -> No
     assert len(out) == 700 and out[650].data == {"text": "seed 650", "n": 650}
     assert out[3].meta["source"] == "real" and out[3].meta["file"] == "1.jsonl"
     assert [r.data for r in read("s3://seeds/night/1.jsonl", tmp_path, start=698)] == [
-        {"text": "seed 698", "n": 698}, {"text": "seed 699", "n": 699}]  # fmt: skip
+        {"text": "seed 698", "n": 698},
+        {"text": "seed 699", "n": 699},
+    ]
 
 
 def test_a_changed_object_is_read_again(s3: Any, tmp_path: Path) -> None:
@@ -70,22 +75,29 @@ def test_a_changed_object_is_read_again(s3: Any, tmp_path: Path) -> None:
 def test_the_mixer_reads_real_data_from_s3_with_the_url_as_provenance(s3: Any) -> None:
     recs = list(read_real("s3://seeds/night/1.jsonl"))
     assert len(recs) == 700
-    assert recs[0].meta["provenance"] == {"file": "s3://seeds/night/1.jsonl", "format": "jsonl",
-                                          "row": 0}  # fmt: skip
+    assert recs[0].meta["provenance"] == {
+        "file": "s3://seeds/night/1.jsonl",
+        "format": "jsonl",
+        "row": 0,
+    }
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("s3://seeds/night/missing.jsonl", "no such S3 object"),
-     ("s3://no-bucket/x.jsonl", "no such S3 bucket")],
-)  # fmt: skip
+    [
+        ("s3://seeds/night/missing.jsonl", "no such S3 object"),
+        ("s3://no-bucket/x.jsonl", "no such S3 bucket"),
+    ],
+)
 def test_missing_object_and_bucket(s3: Any, tmp_path: Path, url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         read(url, tmp_path)
     assert url in str(err.value)
 
 
-def test_missing_and_wrong_credentials(s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_and_wrong_credentials(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
@@ -96,7 +108,9 @@ def test_missing_and_wrong_credentials(s3: Any, tmp_path: Path, monkeypatch: pyt
     assert "AWS_ACCESS_KEY_ID" in str(err.value)
 
 
-def test_read_step_and_mixer_read_hf_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_step_and_mixer_read_hf_datasets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SYNTH_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_TOKEN", raising=False)

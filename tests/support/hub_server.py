@@ -44,8 +44,9 @@ def _app(hub: Hub) -> web.Application:
         body = await request.json()
         repo = f"{body.get('organization') or 'me'}/{body['name']}"
         if repo in hub.repos:
-            return web.json_response({"error": "exists", "url": f"{hub.url}/datasets/{repo}"},
-                                     status=409)  # fmt: skip
+            return web.json_response(
+                {"error": "exists", "url": f"{hub.url}/datasets/{repo}"}, status=409
+            )
         hub.repos[repo] = {}
         hub.private[repo] = body.get("visibility") == "private" or bool(body.get("private"))
         return web.json_response({"url": f"{hub.url}/datasets/{repo}", "name": repo})
@@ -58,8 +59,10 @@ def _app(hub: Hub) -> web.Application:
         if repo_of(request) is None:
             return web.json_response({"error": "Repository not found"}, status=404)
         body = await request.json()
-        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                 for f in body["files"]]  # fmt: skip
+        files = [
+            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+            for f in body["files"]
+        ]
         return web.json_response({"files": files})
 
     async def commit(request: web.Request) -> web.Response:
@@ -72,22 +75,31 @@ def _app(hub: Hub) -> web.Application:
                 hub.repos[repo][item["value"]["path"]] = base64.b64decode(item["value"]["content"])
             elif item["key"] == "lfsFile":
                 return web.json_response({"error": "no LFS here"}, status=400)
-        return web.json_response({"commitUrl": f"{hub.url}/datasets/{repo}/commit/{SHA}",
-                                  "commitOid": SHA})  # fmt: skip
+        return web.json_response(
+            {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{SHA}", "commitOid": SHA}
+        )
 
     async def info(request: web.Request) -> web.Response:
         repo = repo_of(request)
         if repo is None:
-            return web.json_response({"error": "Repository not found"}, status=404,
-                                     headers={"X-Error-Code": "RepoNotFound"})  # fmt: skip
+            return web.json_response(
+                {"error": "Repository not found"},
+                status=404,
+                headers={"X-Error-Code": "RepoNotFound"},
+            )
         siblings = [{"rfilename": p} for p in hub.repos[repo]]
-        return web.json_response({"id": repo, "sha": SHA, "private": hub.private[repo],
-                                  "siblings": siblings})  # fmt: skip
+        return web.json_response(
+            {"id": repo, "sha": SHA, "private": hub.private[repo], "siblings": siblings}
+        )
 
     def entry(repo: str, path: str) -> dict[str, Any]:
         data = hub.repos[repo][path]
-        return {"type": "file", "path": path, "size": len(data),
-                "oid": hashlib.sha1(data).hexdigest()}  # fmt: skip
+        return {
+            "type": "file",
+            "path": path,
+            "size": len(data),
+            "oid": hashlib.sha1(data).hexdigest(),
+        }
 
     async def paths_info(request: web.Request) -> web.Response:
         repo = repo_of(request)
@@ -102,9 +114,7 @@ def _app(hub: Hub) -> web.Application:
         if repo is None:
             return web.json_response({"error": "Repository not found"}, status=404)
         prefix = request.match_info.get("path", "").strip("/")
-        return web.json_response(
-            [entry(repo, p) for p in hub.repos[repo] if p.startswith(prefix)]
-        )
+        return web.json_response([entry(repo, p) for p in hub.repos[repo] if p.startswith(prefix)])
 
     async def resolve(request: web.Request) -> web.Response:
         repo = repo_of(request)
@@ -112,8 +122,11 @@ def _app(hub: Hub) -> web.Application:
         if repo is None or path not in hub.repos[repo]:
             return web.Response(status=404, headers={"X-Error-Code": "EntryNotFound"})
         data = hub.repos[repo][path]
-        headers = {"X-Repo-Commit": SHA, "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
-                   "Content-Length": str(len(data))}  # fmt: skip
+        headers = {
+            "X-Repo-Commit": SHA,
+            "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
+            "Content-Length": str(len(data)),
+        }
         if request.method == "HEAD":
             return web.Response(headers=headers)
         return web.Response(body=data, headers=headers)
