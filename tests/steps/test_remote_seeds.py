@@ -126,3 +126,29 @@ def test_read_step_and_mixer_read_hf_datasets(
             read("hf://datasets/org/seeds/data/nope.jsonl", tmp_path)
         with pytest.raises(ConfigError, match="no such dataset"):
             read("hf://datasets/org/absent/data/train.jsonl", tmp_path)
+
+
+def test_mix_real_data_from_s3_then_publish_the_mix(s3: Any, tmp_path: Path) -> None:
+    """The whole path a user takes: real data in a bucket, a synthetic run, `mix`, then
+    `publish`: the card carries the bucket URL and the real fraction."""
+    from collapse_fixtures import language, run_dir, sample
+
+    from synth.curate.mixer import MixConfig, mix
+    from synth.curate.publish import PublishConfig, publish
+
+    lang = language()
+    real = "".join(json.dumps({"text": t}) + "\n" for t in sample(lang, 200, seed=1))
+    s3.put_object(Bucket="seeds", Key="real/corpus.jsonl", Body=real.encode())
+    syn = run_dir(tmp_path / "run", sample(lang, 200, 40, seed=2))
+    report = mix(
+        ["s3://seeds/real/corpus.jsonl"],
+        [syn],
+        out=tmp_path / "mix",
+        config=MixConfig(monitor=False),
+    )
+    assert report["inputs"]["real"][0]["path"] == "s3://seeds/real/corpus.jsonl"
+    result = publish([tmp_path / "mix"], tmp_path / "ds", PublishConfig(test_fraction=0.1))
+    assert sum(result.splits.values()) == sum(s["records"] for s in report["shards"])
+    card = (tmp_path / "ds" / "README.md").read_text()
+    assert "s3://seeds/real/corpus.jsonl" in card
+    assert f"real fraction (tokens): {report['real_fraction']:.3f}" in card
