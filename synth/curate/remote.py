@@ -65,7 +65,9 @@ def _hf(url: str) -> tuple[str, Callable[[Path], None]]:
         RevisionNotFoundError,
     )
 
-    fs = HfFileSystem(endpoint=os.environ.get("HF_ENDPOINT") or None, token=_hf_token())
+    fs = HfFileSystem(  # a fresh instance: fsspec's cached one would keep stale listings
+        endpoint=os.environ.get("HF_ENDPOINT") or None, token=_hf_token(), skip_instance_cache=True
+    )
     path = url[len("hf://") :]
     try:
         info = fs.info(path)
