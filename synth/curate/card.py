@@ -142,7 +142,7 @@ def _intro(result: Published, config: PublishConfig) -> str:
     lines = [
         f"# {config.pretty_name or 'Synthetic dataset'}",
         "",
-        f"Generated with [synth](https://github.com/) {__version__}. Rows: {splits}; "
+        f"Generated with synth {__version__}. Rows: {splits}; "
         f"format `{config.fmt}`; {result.duplicates} exact duplicate(s) dropped.",
     ]
     if "test" in result.splits:

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from synth.errors import ConfigError
 from synth.files import state_dir
+from synth.redaction import redact, secret_values
 
 SCHEMES = ("hf://", "s3://")
 _lock = threading.Lock()
@@ -74,7 +75,15 @@ def _hf(url: str) -> tuple[str, Callable[[Path], None]]:
         if info.get("type") != "file":
             raise FileNotFoundError(path)
         version = str(info.get("blob_id") or (info.get("lfs") or {}).get("sha256") or info["size"])
-        return version, lambda dest: fs.get_file(path, str(dest))
+
+        def download(dest: Path) -> None:
+            try:
+                fs.get_file(path, str(dest))
+            except (HfHubHTTPError, OSError) as exc:
+                message = redact(str(exc), secret_values())
+                raise ConfigError(f"download from the Hub failed: {message}", file=url) from None
+
+        return version, download
     except (RepositoryNotFoundError, GatedRepoError) as exc:
         raise ConfigError(
             "the Hub has no such dataset, or it is private or gated for this token",
