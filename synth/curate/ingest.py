@@ -25,6 +25,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
@@ -55,8 +56,10 @@ def read_real(
     stats: Counter[str] | None = None,
     text_field: str = "text",
 ) -> Iterator[Record]:
-    """Records from a file or folder (format by suffix), tagged `source: real`."""
-    path = Path(path)
+    """Records from a file or folder (format by suffix), tagged `source: real`; an
+    `hf://` or `s3://` URL is fetched first (synth/curate/remote.py)."""
+    url = str(path) if is_remote(path) else None
+    path = localize(url) if url else Path(path)
     clean = clean or Clean()
     stats = stats if stats is not None else Counter()
     if path.is_dir():
@@ -87,7 +90,7 @@ def read_real(
                 found=file.suffix or "(none)",
                 fix="rename the file, or convert it to JSONL",
             )
-        rel = str(file.relative_to(path)) if path.is_dir() else str(file)
+        rel = url or (str(file.relative_to(path)) if path.is_dir() else str(file))
         for row, (rid, data, meta) in enumerate(_rows(file, kind, text_field)):
             if clean.active:
                 data = _clean_value(data, clean, stats)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.files import jsonl_lines
 from synth.records import Record, content_hash
@@ -61,7 +62,8 @@ class Batch:
 
 
 def open_batch(path: str | Path) -> Batch:
-    path = Path(path)
+    """A run folder or a JSONL file (local, or an `hf://`/`s3://` URL fetched first)."""
+    path = localize(str(path)) if is_remote(path) else Path(path)
     if path.is_dir():
         data = path / "data.jsonl"
         if not data.is_file():
@@ -101,7 +103,7 @@ def read_records(file: Path) -> Iterator[Record]:
 
 def sha256_path(path: str | Path) -> str:
     """sha256 of a file, or of a folder's files (relative names + contents, sorted)."""
-    path = Path(path)
+    path = localize(str(path)) if is_remote(path) else Path(path)
     digest = hashlib.sha256()
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:

@@ -28,10 +28,10 @@ StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 
 # Keys that change how a run is carried out but not which records it produces: they stay
 # out of the recipe hash, so raising a budget, the concurrency or a model's rate limits
-# (`limits:`) resumes the same run. Keeping a trace of the model calls (`trace:`) changes
-# what is written beside the records, never the records.
+# (`limits:`) resumes the same run; a `license:` only labels it. Keeping a trace of the
+# model calls (`trace:`) changes what is written beside the records, never the records.
 HASH_EXCLUDES = frozenset(
-    {"description", "budget", "concurrency", "limits", "mix", "monitor", "trace"}
+    {"description", "license", "budget", "concurrency", "limits", "mix", "monitor", "trace"}
 )
 DEFAULT_CONCURRENCY = 8  # records in flight for a recipe that names no model
 

@@ -6,7 +6,9 @@ so perturbing last night's output keeps the lineage. Record i is row i (`meta.in
 resumed run (`ctx.start_index`) skips exactly the rows it already handled.
 
 Parsing runs in a worker thread, a batch of rows at a time, so a big file never blocks the
-event loop. pyarrow is imported only when a Parquet file is read.
+event loop. pyarrow is imported only when a Parquet file is read. `path` may also be an
+`hf://datasets/...` or `s3://bucket/key` URL: it is fetched once (synth/curate/remote.py), in a
+worker thread, and read like a local file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synth.context import Context
+from synth.curate.remote import is_remote, localize
 from synth.errors import ConfigError
 from synth.records import Record, record_id
 from synth.registry import step
@@ -82,7 +85,7 @@ async def read_records(
     infer_types: bool = False,
 ) -> AsyncIterator[Record]:
     """The records of a file, from row `ctx.start_index` on, until the file ends."""
-    file = locate(path, ctx.base_dir)
+    file = await asyncio.to_thread(locate, path, ctx.base_dir)
     fmt = _format(file, format)
     batches = _batches(_rows(file, fmt, fields, infer_types), ctx.start_index)
     index = ctx.start_index
@@ -104,6 +107,8 @@ async def read_records(
 
 
 def locate(path: str | Path, base_dir: Path) -> Path:
+    if is_remote(path):
+        return localize(str(path))
     p = Path(path).expanduser()
     file = p if p.is_absolute() else base_dir / p
     if not file.is_file() and not p.is_absolute() and Path.cwd().joinpath(p).is_file():

@@ -42,8 +42,8 @@ def recipe(**extra: Any) -> dict[str, Any]:
 
 
 class SlowLLM(ScriptedLLM):
-    """Each call takes `delay(prompt)` loop turns and answers unusably (a per-record failure) when `fails(prompt)`;
-    it counts the calls running at once."""
+    """Each call takes `delay(prompt)` loop turns and answers unusably (a per-record
+    failure) when `fails(prompt)`; it counts the calls running at once."""
 
     def __init__(
         self, salt: int = 0, max_turns: int = 0, fail_pct: int = 0, min_turns: int = 0
