@@ -30,7 +30,7 @@ from synth.llm.limits import ModelLimits, Table, per_model
 from synth.llm.limits import resolve as resolve_limits
 from synth.llm.ratelimit import Limiter, RateLimits
 from synth.llm.retrying import RetryPolicy, retrying
-from synth.llm.structured import complete_structured
+from synth.llm.structured import complete_structured, native_format
 from synth.llm.types import Completion, Message, logprobs_of
 from synth.redaction import secret_values
 
@@ -107,8 +107,10 @@ class LLMClient:
             )
         started = time.perf_counter()
         raised: int | None = None
+        choices = params.pop("choices", None)
         if schema is None:
-            c = await self._call(model, messages, params, n_index, None)
+            fmt = self._choice_format(model, choices)
+            c = await self._call(model, messages, params, n_index, fmt)
             parsed, reasks, parts = None, 0, [c]
         else:
             parts = []
@@ -361,6 +363,15 @@ class LLMClient:
         if model in self._no_logprobs:
             return False
         return litellm.takes_logprobs(model)
+
+    def _choice_format(self, model: str, choices: Any) -> dict[str, Any] | None:
+        """`choices=("yes", "no")` on a plain call: a local model decodes under a grammar
+        that allows only those answers (as a JSON string, `"yes"`), so a 135M judge cannot
+        answer "- yes" or ramble. API models get the prompt alone: their answers are
+        short already, and a top-level enum is not a schema every provider accepts."""
+        if not choices or not model.startswith("local/"):
+            return None
+        return native_format({"enum": [str(c) for c in choices]})
 
     def _native_schema(self, model: str) -> bool:
         if model.startswith("local/"):

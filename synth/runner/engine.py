@@ -11,7 +11,7 @@ import asyncio
 import importlib
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -98,11 +98,22 @@ async def outcomes(
     tally: Tally,
     *,
     skip: Collection[str] = (),
+    on_calibrated: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> AsyncIterator[Outcome]:
     """Run the recipe and yield each verified record in order, updating `tally`, until a
     limit is reached; `tally.stop_reason` says which. Records whose id is in `skip` were
-    already written and counted by an earlier process of this run: they are dropped."""
+    already written and counted by an earlier process of this run: they are dropped.
+
+    Before the first record, every judge in the chain is measured on its calibration set
+    (`synth.judges.calibration`); one that fails stops the run with a ConfigError instead
+    of gating. `on_calibrated` receives the reports, for the manifest."""
     steps, chain = recipe.instantiate()
+    if ctx.llm is not None:
+        from synth.judges.calibration import check_chain
+
+        reports = await check_chain(chain, ctx)
+        if on_calibrated is not None and reports:
+            on_calibrated(reports)
     stream: AsyncIterator[Record] = _nothing()
     for fn in steps:
         stream = fn(stream, ctx)

@@ -243,6 +243,7 @@ async def run_one(
     start = shard.start if state.start_index is None else state.start_index
     ctx = context_for(rec, seed=seed, llm=llm, start_index=start, run_dir=rd.path, shard=shard)
     prev_stats = Counter(state.manifest.get("stats") or {})
+    calibrated: list[dict[str, Any]] = list(state.manifest.get("calibration") or [])
 
     def report() -> None:
         if on_progress is not None:
@@ -253,10 +254,16 @@ async def run_one(
         return {
             "stats": dict(sorted((prev_stats + _step_stats(ctx)).items())),
             "llm": sum_usage([previous_llm, usage]),
+            **({"calibration": calibrated} if calibrated else {}),
         }
 
     try:
-        async for outcome in outcomes(rec, ctx, limits, tally, skip=state.skip):
+        def on_calibrated(reports: list[dict[str, Any]]) -> None:
+            calibrated[:] = reports
+
+        async for outcome in outcomes(
+            rec, ctx, limits, tally, skip=state.skip, on_calibrated=on_calibrated
+        ):
             if rd.add(outcome, tally, elapsed=clock.elapsed):
                 report()
     except BaseException:
