@@ -61,6 +61,7 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         model_limits: dict[str, ModelLimits] | None = None,
         transport: str = "litellm",
+        structured: str = "auto",
         max_cost_usd: float | None = None,
         max_tokens: int | None = None,
         reask_limit: int = 2,
@@ -72,6 +73,7 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.model_limits = dict(model_limits or {})
         self.transport = transport  # for models without an entry in model_limits
+        self.structured = structured  # likewise: "auto", "native" or "prompt"
         self.budget = SpendCap(max_cost_usd=max_cost_usd, max_tokens=max_tokens)
         self.reask_limit = reask_limit
         self.litellm_params = dict(litellm_params or {})
@@ -376,6 +378,10 @@ class LLMClient:
     def _native_schema(self, model: str) -> bool:
         if model.startswith("local/"):
             return True  # llama.cpp enforces the schema with a grammar
+        own = self.model_limits.get(model)
+        structured = own.structured if own is not None else self.structured
+        if structured != "auto":  # the recipe's `limits:` says so for this model
+            return structured == "native"
         try:
             return litellm.supports_response_schema(model)
         except Exception:  # unknown to litellm's model map: instruct + extract instead
@@ -431,6 +437,7 @@ def client_for_run(
         retry=retry or fallback.retry,
         model_limits=per_model(limits_table),
         transport=fallback.transport,
+        structured=fallback.structured,
         max_cost_usd=max_cost_usd,
         max_tokens=max_tokens,
         litellm_params=litellm_params,
