@@ -16,8 +16,8 @@ of them and the judge is measured again.
 
 Each probe reports accuracy (the judge's keep/reject against the label), the Pearson
 correlation of its scores with the labels (a judge can be right at the threshold yet
-rank at random), whether every score was the same (a constant judge is flagged even when
-its accuracy happens to pass), and for pairwise judges how often swapping the two
+rank at random), whether every item got the same score or verdict (such a judge is
+flagged and refused even if a lopsided set let its accuracy pass), and for pairwise judges how often swapping the two
 responses changed the verdict (position bias)."""
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class Report:
     accuracy: float
     min_agreement: float
     correlation: float | None = None  # Pearson of scores against labels; None if undefined
-    constant: bool = False  # every score the same: the judge does not discriminate
+    # every score, or every verdict, the same: the judge does not tell items apart
+    constant: bool = False
     errors: int = 0  # answers that could not be used (counted as wrong)
     position_flips: int | None = None  # pairwise: swapping the order changed the verdict
     cached: bool = False
@@ -127,7 +128,7 @@ class Report:
         if self.position_flips is not None:
             parts.append(f"{self.position_flips} of {self.items} verdicts flipped by swapping")
         if self.constant:
-            parts.append("every score the same")
+            parts.append("the same score or verdict for every item")
         if self.errors:
             parts.append(f"{self.errors} unusable answers")
         return ", ".join(parts) + f" (needs {self.min_agreement:.2f})"
@@ -211,6 +212,7 @@ async def measure(
     scores: list[float] = []
     labels: list[float] = []
     mistakes: list[dict[str, Any]] = []
+    verdicts: set[bool] = set()
     for i, item in enumerate(items):
         want, label = _expected(item, probe.kind)
         try:
@@ -220,6 +222,7 @@ async def measure(
             mistakes.append({"item": i, "error": f"{type(exc).__name__}: {exc}"[:200]})
             continue
         flips += got.flipped
+        verdicts.add(got.keep)
         if got.keep == want:
             hits += 1
         else:
@@ -228,7 +231,7 @@ async def measure(
             scores.append(got.score)
             labels.append(label)
     used = str(model or getattr(ctx.llm, "model", None) or "default")
-    constant = len(set(scores)) <= 1 and probe.kind != "pairwise"
+    constant = probe.kind != "pairwise" and (len(set(scores)) <= 1 or len(set(verdicts)) <= 1)
     return Report(
         judge=judge,
         model=used,
