@@ -52,7 +52,9 @@ async def _check(args: argparse.Namespace) -> int:
         for ref, name, probe in judges:
             models = [args.model] if args.model else list(probe.models)
             for model in models:
-                reports.append(await calibrate(ctx, name, probe, model, fresh=args.fresh))
+                report = await calibrate(ctx, name, probe, model, fresh=args.fresh)
+                assert report is not None  # measured when not kept from before
+                reports.append(report)
     finally:
         await client.aclose()
     if args.json:

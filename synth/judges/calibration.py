@@ -94,6 +94,7 @@ class Probe:
     calibration: str | None = None
     allow_uncalibrated: bool = False
     min_agreement: float = DEFAULT_MIN_AGREEMENT
+    default_set: str | None = None  # the set of a judge used inline (`use: ask_llm`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,12 +289,21 @@ def _remember(key: str, report: Report) -> None:
 
 
 async def calibrate(
-    ctx: Context, judge: str, probe: Probe, model: str | None, *, fresh: bool = False
-) -> Report:
+    ctx: Context,
+    judge: str,
+    probe: Probe,
+    model: str | None,
+    *,
+    fresh: bool = False,
+    measure_missing: bool = True,
+) -> Report | None:
     """The judge's report for `model` (None: the run's), from the state dir when this
-    (judge, model, prompt hash) was measured before, else measured now and kept."""
+    (judge, model, prompt hash) was measured before, else measured now and kept (or None,
+    with `measure_missing=False`)."""
     name = probe.calibration or judge
     path = set_path(name, ctx.base_dir)
+    if path is None and probe.calibration is None and probe.default_set:
+        name, path = probe.default_set, set_path(probe.default_set, ctx.base_dir)
     if path is None:
         raise ConfigError(
             f"judge {judge!r} has no calibration set, so nobody knows whether it judges well",
@@ -313,6 +323,8 @@ async def calibrate(
     if hit is not None:
         known = {k: v for k, v in hit.items() if k in Report.__dataclass_fields__}
         return Report(**{**known, "min_agreement": probe.min_agreement, "cached": True})
+    if not measure_missing:
+        return None
     calls = Context(seed=ctx.seed, base_dir=ctx.base_dir, llm=ctx.llm, recipe_name="calibration")
     report = await measure(calls, judge, probe, items, model)
     _remember(key, report)
@@ -337,7 +349,8 @@ def refusal(report: Report, file: str | None = None) -> ConfigError:
 async def check_chain(chain: Any, ctx: Context) -> list[dict[str, Any]]:
     """Calibrate every judge in the chain before the run lets it gate; what the
     manifest records under `calibration`. Raises the refusal of the first judge that
-    fails and is not allowed to."""
+    fails. A judge with `allow_uncalibrated: true` is not measured (the user has opted
+    out; a result measured before, e.g. by `synth judge check`, is still reported)."""
     if ctx.llm is None:
         return []
     out: list[dict[str, Any]] = []
@@ -346,17 +359,21 @@ async def check_chain(chain: Any, ctx: Context) -> list[dict[str, Any]]:
         if probe is None:
             continue
         for model in probe.models:
+            allowed = probe.allow_uncalibrated
             try:
-                report = await calibrate(ctx, named.name, probe, model)
-            except ConfigError as exc:
-                if not probe.allow_uncalibrated or "no calibration set" not in exc.message:
+                report = await calibrate(ctx, named.name, probe, model, measure_missing=not allowed)
+            except ConfigError:
+                if not allowed:
                     raise
-                out.append({"judge": named.name, "model": model, "uncalibrated": True})
+                report = None
+            if report is None:
+                used = model or getattr(ctx.llm, "model", None)
+                out.append({"judge": named.name, "model": used, "uncalibrated": True})
                 continue
-            entry = {**report.to_dict(), "allowed_uncalibrated": probe.allow_uncalibrated}
+            entry = {**report.to_dict(), "allowed_uncalibrated": allowed}
             entry.pop("mistakes", None)
             out.append(entry)
-            if not report.passed and not probe.allow_uncalibrated:
+            if not report.passed and not allowed:
                 raise refusal(report)
     return out
 
@@ -420,7 +437,7 @@ def yes_no_probe(
         source = load_prompt(template, ctx.base_dir).hash
         return content_hash([source, threshold, logprobs, dict(params)])
 
-    return Probe("yes_no", ask, fingerprint, (model,), **_settings(settings))
+    return Probe("yes_no", ask, fingerprint, (model,), **_settings(settings), default_set="ask-llm")
 
 
 def pairwise_probe(
@@ -447,4 +464,6 @@ def pairwise_probe(
     def fingerprint(ctx: Context) -> str:
         return content_hash([load_prompt(template, ctx.base_dir).hash, dict(params)])
 
-    return Probe("pairwise", ask, fingerprint, (model,), **_settings(settings))
+    return Probe(
+        "pairwise", ask, fingerprint, (model,), **_settings(settings), default_set="pairwise"
+    )

@@ -129,12 +129,22 @@ def test_a_judge_that_agrees_with_the_labels_gates_the_run() -> None:
     assert not report["constant"]
 
 
-def test_allow_uncalibrated_lets_a_failing_judge_gate_but_says_so() -> None:
+def test_allow_uncalibrated_gates_without_measuring_and_says_so() -> None:
     llm = ScriptedLLM(lambda messages, **params: "yes")
     kept, [report] = run(ask_llm_recipe(allow_uncalibrated=True), llm, n=1)
     assert kept and kept[-1].ok
-    assert report["passed"] is False and report["constant"] is True
-    assert report["allowed_uncalibrated"] is True
+    assert report == {"judge": "ask-llm", "model": "scripted", "uncalibrated": True}
+    known = labels("ask-llm")  # no call was about a calibration item
+    assert not [c for c in llm.calls if json.dumps(shown(c.messages), sort_keys=True) in known]
+
+
+def test_a_registered_judge_used_inline_is_measured_on_the_shipped_set() -> None:
+    recipe = {
+        "steps": [{"use": "faker", "template": "support-tickets"}],
+        "verify": [{"use": "ask_llm"}],
+    }
+    with pytest.raises(ConfigError, match="failed its calibration"):
+        run(from_dict(recipe, base_dir=ROOT), ScriptedLLM(random_yes_no()))
 
 
 def test_a_judge_without_a_calibration_set_is_not_allowed_to_gate() -> None:
@@ -186,7 +196,9 @@ def build(name: str, **config: Any) -> tuple[str, Probe]:
 
 def check_judge(name: str, llm: Any) -> Report:
     judge, probe = build(name)
-    return asyncio.run(calibrate(make_ctx(llm), judge, probe, None))
+    report = asyncio.run(calibrate(make_ctx(llm), judge, probe, None))
+    assert report is not None
+    return report
 
 
 @pytest.mark.parametrize("name", ["instruction-quality", "paraphrase-meaning", "qa-quality"])
@@ -315,21 +327,25 @@ def test_synth_judge_check_reports_agreement_and_exits_by_the_verdict(
 def test_the_manifest_records_each_judge_s_calibration(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Refused first; allowed once the user opts in, and the manifest says how it scored."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
-    recipe = {
+    recipe: dict[str, Any] = {
         "model": "openai/stub-yes-man",
         "steps": [{"use": "faker", "template": "support-tickets"}],
-        "verify": [{"use": "ask-llm", "allow_uncalibrated": True}],
+        "verify": [{"use": "ask-llm"}],
     }
 
     async def main() -> Any:
         async with StubServer(answer=stub_yes_no(honest=False)) as stub:
             monkeypatch.setenv("OPENAI_API_BASE", stub.url)
+            with pytest.raises(ConfigError, match="failed its calibration"):
+                await api.run(from_dict(recipe, base_dir=ROOT), n=2, out=tmp_path / "refused")
+            recipe["verify"][0]["allow_uncalibrated"] = True
             return await api.run(from_dict(recipe, base_dir=ROOT), n=2, out=tmp_path / "out")
 
     result = asyncio.run(main())
+    assert result.kept == 2
     [entry] = result.manifest["calibration"]
     assert entry["judge"] == "ask-llm" and entry["model"] == "openai/stub-yes-man"
-    assert entry["constant"] is True and entry["passed"] is False
-    assert entry["allowed_uncalibrated"] is True
-    assert result.kept == 2
+    assert entry["constant"] is True and entry["passed"] is False and entry["accuracy"] == 0.5
+    assert entry["allowed_uncalibrated"] is True and entry["cached"] is True
