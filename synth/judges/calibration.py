@@ -342,7 +342,8 @@ def refusal(report: Report, file: str | None = None) -> ConfigError:
         found=report.summary(),
         fix=f"judge with a stronger model (`model:` on the verifier, or --model), check it "
         f"with `synth judge check {report.judge} --model M`, or set `allow_uncalibrated: "
-        "true` on the verifier to gate anyway (the manifest records it)",
+        "true` on the verifier to gate anyway (the shipped recipes: --set "
+        "allow_uncalibrated=true; the manifest records it)",
     )
 
 

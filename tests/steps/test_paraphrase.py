@@ -198,7 +198,8 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         tmp_path,
         monkeypatch,
         n=2,
-        settings={"k": 1},
+        # the embedded 135M model fails this judge's calibration (README, "Judges are measured")
+        settings={"k": 1, "allow_uncalibrated": True},
         max_attempts=8,
     )
     assert result.kept >= 1, manifest["counts"]
