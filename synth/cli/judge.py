@@ -27,7 +27,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("action", choices=["check"], help="what to do")
     p.add_argument("verifiers", nargs="+", metavar="VERIFIER", help="e.g. instruction-quality")
-    p.add_argument("--model", help=f"the judge's model (default: the verifier's, or {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model", help=f"the judge's model (default: the verifier's, or {DEFAULT_MODEL})"
+    )
     p.add_argument("--fresh", action="store_true", help="measure again, ignoring the kept result")
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.set_defaults(func=run)
@@ -44,12 +46,12 @@ async def _check(args: argparse.Namespace) -> int:
     from synth.llm.client import client_for_run
 
     base = Path.cwd()
-    judges = [(ref, *_build(ref, base)) for ref in args.verifiers]
+    judges = [_build(ref, base) for ref in args.verifiers]
     client = client_for_run(model=args.model or DEFAULT_MODEL, state_dir=files.state_dir())
     ctx = Context(seed=0, recipe_name="judge-check", base_dir=base, llm=client)
     reports = []
     try:
-        for ref, name, probe in judges:
+        for name, probe in judges:
             models = [args.model] if args.model else list(probe.models)
             for model in models:
                 report = await calibrate(ctx, name, probe, model, fresh=args.fresh)

@@ -17,8 +17,8 @@ of them and the judge is measured again.
 Each probe reports accuracy (the judge's keep/reject against the label), the Pearson
 correlation of its scores with the labels (a judge can be right at the threshold yet
 rank at random), whether every item got the same score or verdict (such a judge is
-flagged and refused even if a lopsided set let its accuracy pass), and for pairwise judges how often swapping the two
-responses changed the verdict (position bias)."""
+flagged and refused even if a lopsided set let its accuracy pass), and for pairwise
+judges how often swapping the two responses changed the verdict (position bias)."""
 
 from __future__ import annotations
 

@@ -257,10 +257,10 @@ async def run_one(
             **({"calibration": calibrated} if calibrated else {}),
         }
 
-    try:
-        def on_calibrated(reports: list[dict[str, Any]]) -> None:
-            calibrated[:] = reports
+    def on_calibrated(reports: list[dict[str, Any]]) -> None:
+        calibrated[:] = reports
 
+    try:
         async for outcome in outcomes(
             rec, ctx, limits, tally, skip=state.skip, on_calibrated=on_calibrated
         ):

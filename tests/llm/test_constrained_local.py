@@ -8,7 +8,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,7 +75,12 @@ def test_a_local_yes_no_judge_can_only_say_yes_or_no() -> None:
     async def go() -> list[float]:
         llm = LLMClient(model="local/smollm2")
         ctx = Context(seed=0, base_dir=ROOT, llm=llm)
-        texts = ["Water boils at 100 C at sea level.", "asdf qwer zxcv", "ok", "Paris is in France."]
+        texts = [
+            "Water boils at 100 C at sea level.",
+            "asdf qwer zxcv",
+            "ok",
+            "Paris is in France.",
+        ]
         try:
             return [(await ask_yes_no(ctx, {"text": t}, temperature=0.9)).score for t in texts]
         finally:

@@ -78,7 +78,9 @@ def test_without_it_such_a_model_is_told_the_schema_in_the_prompt_only(
 
 def test_structured_prompt_keeps_the_schema_out_of_a_known_model_s_request(tmp_path: Path) -> None:
     """For a server that rejects the field although the model name says it takes it."""
-    sent = ask("openai/gpt-4o-mini", {"openai/gpt-4o-mini": {"structured": "prompt"}}, "http", tmp_path)
+    sent = ask(
+        "openai/gpt-4o-mini", {"openai/gpt-4o-mini": {"structured": "prompt"}}, "http", tmp_path
+    )
     assert "response_format" not in sent
 
 
