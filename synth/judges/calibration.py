@@ -337,7 +337,7 @@ def refusal(report: Report, file: str | None = None) -> ConfigError:
         f"judge {report.judge!r} failed its calibration with {report.model}: it would gate "
         "records it cannot tell apart",
         file=file or f"verifiers/{FOLDER}/{report.judge}.jsonl",
-        path=f"$.verify[{report.judge}]",
+        path="$.verify",
         expected=f"accuracy >= {report.min_agreement:.2f} on the labelled set, scores that vary",
         found=report.summary(),
         fix=f"judge with a stronger model (`model:` on the verifier, or --model), check it "

@@ -210,6 +210,27 @@ def open_llm(
     )
 
 
+async def check_judges(recipe: Recipe, *, no_cache: bool = False) -> None:
+    """Measure the recipe's judges before a run directory exists, so a judge that fails
+    its calibration stops the run without leaving an empty run behind (which the next
+    attempt, with another model or `allow_uncalibrated`, would have to `--force` over).
+    The results land in the state dir, where the run's own check finds them for free."""
+    if not recipe.needs_llm:
+        return
+    from synth.judges.calibration import check_chain, probe_of
+
+    _, chain = recipe.instantiate()
+    if not any(probe_of(v.fn) for v in chain.verifiers):
+        return
+    llm = open_llm(recipe, no_cache=no_cache)
+    try:
+        ctx = Context(seed=0, recipe_name=recipe.name, base_dir=recipe.base_dir, llm=llm)
+        await check_chain(chain, ctx)
+    finally:
+        if llm is not None:
+            await llm.aclose()
+
+
 def _budget_dict(recipe: Recipe) -> dict[str, Any]:
     b = recipe.budget
     return {"max_cost_usd": b.max_cost_usd, "max_tokens": b.max_tokens}
