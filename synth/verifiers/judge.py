@@ -14,6 +14,7 @@ from typing import Any
 from synth.chain import Verdict, Verifier
 from synth.context import Context
 from synth.judges import calibration as calib
+from synth.judges import probes
 from synth.judges.calibration import CONFIG_SCHEMA as CALIBRATION
 from synth.judges.pairwise import prefer
 from synth.judges.rubric import (
@@ -121,7 +122,7 @@ def make_judge(
             info["agreement"] = round(agreement, 4)
         return Verdict(ok, score, "" if ok else "judge_low_score", detail, info)
 
-    probe = calib.rubric_probe(
+    probe = probes.rubric_probe(
         rubric_for,
         template=template,
         params=params,
@@ -201,7 +202,7 @@ def make_ask_llm(
         info = {"p_yes": round(yn.score, 4), "method": yn.method}
         return Verdict(ok, round(yn.score, 4), "" if ok else "ask_llm_no", detail, info)
 
-    probe = calib.yes_no_probe(
+    probe = probes.yes_no_probe(
         threshold=threshold,
         template=template,
         params=params,
@@ -287,7 +288,7 @@ def make_pairwise(
             return Verdict(False, 0.0, "prefers_rejected", detail)
         return Verdict(True, 1.0, "", detail)
 
-    probe = calib.pairwise_probe(
+    probe = probes.pairwise_probe(
         template=template,
         params=params,
         model=model,
