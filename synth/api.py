@@ -12,7 +12,7 @@ from typing import Any
 from synth.errors import ConfigError
 from synth.executors import Executor, get_executor
 from synth.records import Record
-from synth.runner.engine import RunLimits, Tally, open_llm, outcomes
+from synth.runner.engine import RunLimits, Tally, check_judges, open_llm, outcomes
 from synth.runner.recipe import Recipe, from_dict, load
 from synth.runner.rundir import RunDir
 from synth.runner.shard import (
@@ -80,6 +80,7 @@ async def run(
     out_dir = Path(out) if out is not None else Path("out") / rec.name
     job = ShardJob.of(rec, seed=seed, n=n, budget=budget, no_cache=no_cache)
     identity = {"recipe_hash": rec.hash, "seed": seed, "n": n, "shard": None, "workers": workers}
+    await check_judges(rec, no_cache=no_cache)  # a refused judge leaves no run behind
     top = RunDir(out_dir, identity, force=force)
     state = top.open(base_manifest(rec, seed=seed, n=n, budget=budget, workers=workers))
     try:

@@ -251,6 +251,8 @@ async def ask_yes_no(
     if logprobs:
         params.setdefault("logprobs", True)
         params.setdefault("top_logprobs", 10)
+    # A model that can be constrained (local/, by a grammar) may answer only yes or no.
+    params.setdefault("choices", ("yes", "no"))
     c = await complete(ctx, messages, model=model, prompt=prompt, **params)
     ctx.stats["judge_calls"] += 1
     p_yes = yes_probability(c.logprobs) if logprobs else None

@@ -41,7 +41,7 @@ from synth.llm.limits import ModelLimits, Table, per_model
 from synth.llm.limits import resolve as resolve_limits
 from synth.llm.ratelimit import Limiter, RateLimits
 from synth.llm.retrying import RetryPolicy, retrying
-from synth.llm.structured import complete_structured
+from synth.llm.structured import complete_structured, native_format
 from synth.llm.trace import TraceSink
 from synth.llm.types import Completion, Message, logprobs_of
 from synth.redaction import secret_values
@@ -74,6 +74,7 @@ class LLMClient:
         retry: RetryPolicy | None = None,
         model_limits: dict[str, ModelLimits] | None = None,
         transport: str = "litellm",
+        structured: str = "auto",
         max_cost_usd: float | None = None,
         max_tokens: int | None = None,
         reask_limit: int = 2,
@@ -88,6 +89,7 @@ class LLMClient:
         self.retry = retry or RetryPolicy()
         self.model_limits = dict(model_limits or {})
         self.transport = transport  # for models without an entry in model_limits
+        self.structured = structured  # likewise: "auto", "native" or "prompt"
         self.budget = SpendCap(max_cost_usd=max_cost_usd, max_tokens=max_tokens)
         self.reask_limit = reask_limit
         self.litellm_params = dict(litellm_params or {})
@@ -129,8 +131,10 @@ class LLMClient:
             )
         started = time.perf_counter()
         raised: int | None = None
+        choices = params.pop("choices", None)
         if schema is None:
-            c = await self._call(model, messages, params, n_index, None)
+            fmt = self._choice_format(model, choices)
+            c = await self._call(model, messages, params, n_index, fmt)
             parsed, reasks, parts = None, 0, [c]
         else:
             parts = []
@@ -470,9 +474,22 @@ class LLMClient:
             return False
         return litellm.takes_logprobs(model)
 
+    def _choice_format(self, model: str, choices: Any) -> dict[str, Any] | None:
+        """`choices=("yes", "no")` on a plain call: a local model decodes under a grammar
+        that allows only those answers (as a JSON string, `"yes"`), so a 135M judge cannot
+        answer "- yes" or ramble. API models get the prompt alone: their answers are
+        short already, and a top-level enum is not a schema every provider accepts."""
+        if not choices or not model.startswith("local/"):
+            return None
+        return native_format({"enum": [str(c) for c in choices]})
+
     def _native_schema(self, model: str) -> bool:
         if model.startswith("local/"):
             return True  # llama.cpp enforces the schema with a grammar
+        own = self.model_limits.get(model)
+        structured = own.structured if own is not None else self.structured
+        if structured != "auto":  # the recipe's `limits:` says so for this model
+            return structured == "native"
         try:
             return litellm.supports_response_schema(model)
         except Exception:  # unknown to litellm's model map: instruct + extract instead
@@ -545,6 +562,7 @@ def client_for_run(
         retry=retry or fallback.retry,
         model_limits=per_model(limits_table),
         transport=fallback.transport,
+        structured=fallback.structured,
         max_cost_usd=max_cost_usd,
         max_tokens=max_tokens,
         litellm_params=litellm_params,

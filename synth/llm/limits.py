@@ -3,7 +3,7 @@
     limits:
       openai/gpt-4o-mini: {max_concurrency: 32, rpm: 500, tpm: 200000}
       default: {timeout: 60, max_attempts: 4}
-      hosted_vllm/my-model: {max_concurrency: 256, transport: http}
+      hosted_vllm/my-model: {max_concurrency: 256, transport: http, structured: native}
 
 Each setting of a model comes from the first of: its `SYNTH_LLM_*` environment variable
 (an override for one run, applied to every model), the model's own entry, the `default`
@@ -14,6 +14,12 @@ leaves it out, so raising a limit resumes the same run instead of starting anoth
 through `synth.llm.http` instead of litellm: the same requests at a fraction of the
 client CPU, for endpoints fast enough that litellm's overhead sets the pace. It applies
 to those providers only; other models keep litellm.
+
+`structured: native` sends a JSON step's schema as the provider's `response_format`
+(`{"type": "json_schema", ...}`) even where litellm's model map does not list the model as
+supporting it: an OpenAI-compatible server (vLLM, Ollama, llama.cpp's server) decodes
+under the schema, so a small model's answer parses the first time. `prompt` never sends
+it (for a server that rejects the field); `auto`, the default, asks litellm's map.
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ BUILTIN: dict[str, float | str | None] = {
     "timeout": 120.0,
     "max_attempts": 6,
     "transport": "litellm",
+    "structured": "auto",
 }
+STRUCTURED = ("auto", "native", "prompt")
 
 Table = Mapping[str, Mapping[str, Any]]
 
@@ -56,6 +64,7 @@ class ModelLimits:
     limits: RateLimits
     retry: RetryPolicy
     transport: str = "litellm"  # "http": synth.openai_http, for OpenAI-compatible models
+    structured: str = "auto"  # "native": always send the JSON Schema as response_format
 
 
 def resolve(
@@ -67,6 +76,7 @@ def resolve(
         RateLimits(max_concurrency=max(1, int(s["max_concurrency"])), rpm=s["rpm"], tpm=s["tpm"]),
         RetryPolicy(max_attempts=max(1, int(s["max_attempts"])), timeout=float(s["timeout"])),
         str(s["transport"]),
+        str(s["structured"]),
     )
 
 

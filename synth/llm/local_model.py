@@ -155,7 +155,7 @@ class LocalModel:
             schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
             kwargs["response_format"] = {
                 "type": "json_object",
-                **({"schema": schema} if schema else {}),
+                **({"schema": grammar_schema(schema)} if schema else {}),
             }
         if self._llama is None:
             raise RuntimeError("the local model was closed")
@@ -173,6 +173,32 @@ class LocalModel:
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+
+
+_MAX_ENUMERATED = 256  # integer ranges up to this many values become an enum
+
+
+def grammar_schema(schema: Any) -> Any:
+    """The schema as llama.cpp's grammar builder can enforce it. It ignores `minimum` and
+    `maximum`, so a small model asked for an age 0-120 may write 1926 and fail validation;
+    a bounded integer range of up to 256 values is rewritten as the enum it means, which
+    the grammar does enforce. Everything else passes through (and is still validated)."""
+    if isinstance(schema, list):
+        return [grammar_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: grammar_schema(v) for k, v in schema.items()}
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (
+        schema.get("type") == "integer"
+        and isinstance(low, int)
+        and isinstance(high, int)
+        and 0 <= high - low < _MAX_ENUMERATED
+        and "enum" not in schema
+    ):
+        out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(low, high + 1))
+    return out
 
 
 def vocab(name: str = DEFAULT) -> Vocab:

@@ -12,7 +12,7 @@ import asyncio
 import importlib
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -101,11 +101,22 @@ async def outcomes(
     tally: Tally,
     *,
     skip: Collection[str] = (),
+    on_calibrated: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> AsyncIterator[Outcome]:
     """Run the recipe and yield each verified record in order, updating `tally`, until a
     limit is reached; `tally.stop_reason` says which. Records whose id is in `skip` were
-    already written and counted by an earlier process of this run: they are dropped."""
+    already written and counted by an earlier process of this run: they are dropped.
+
+    Before the first record, every judge in the chain is measured on its calibration set
+    (`synth.judges.calibration`); one that fails stops the run with a ConfigError instead
+    of gating. `on_calibrated` receives the reports, for the manifest."""
     steps, chain = recipe.instantiate()
+    if ctx.llm is not None:
+        from synth.judges.calibration import check_chain
+
+        reports = await check_chain(chain, ctx)
+        if on_calibrated is not None and reports:
+            on_calibrated(reports)
     stream: AsyncIterator[Record] = _nothing()
     for spec, fn in zip(recipe.steps, steps, strict=True):
         if spec.entry.llm or "model" in spec.config:  # measured as the model's text
@@ -206,6 +217,27 @@ def open_llm(
         limits_table=recipe.resolved.get("limits"),
         trace_to=trace_to if recipe.trace else None,
     )
+
+
+async def check_judges(recipe: Recipe, *, no_cache: bool = False) -> None:
+    """Measure the recipe's judges before a run directory exists, so a judge that fails
+    its calibration stops the run without leaving an empty run behind (which the next
+    attempt, with another model or `allow_uncalibrated`, would have to `--force` over).
+    The results land in the state dir, where the run's own check finds them for free."""
+    if not recipe.needs_llm:
+        return
+    from synth.judges.calibration import check_chain, probe_of
+
+    _, chain = recipe.instantiate()
+    if not any(probe_of(v.fn) for v in chain.verifiers):
+        return
+    llm = open_llm(recipe, no_cache=no_cache)
+    try:
+        ctx = Context(seed=0, recipe_name=recipe.name, base_dir=recipe.base_dir, llm=llm)
+        await check_chain(chain, ctx)
+    finally:
+        if llm is not None:
+            await llm.aclose()
 
 
 def _budget_dict(recipe: Recipe) -> dict[str, Any]:

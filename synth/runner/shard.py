@@ -253,6 +253,7 @@ async def run_one(
     start = shard.start if state.start_index is None else state.start_index
     ctx = context_for(rec, seed=seed, llm=llm, start_index=start, run_dir=rd.path, shard=shard)
     prev_stats = Counter(state.manifest.get("stats") or {})
+    calibrated: list[dict[str, Any]] = list(state.manifest.get("calibration") or [])
 
     def report(done: bool = False) -> None:
         if on_progress is not None:
@@ -267,17 +268,23 @@ async def run_one(
         out = {
             "stats": dict(sorted((prev_stats + _step_stats(ctx)).items())),
             "llm": sum_usage([previous_llm, usage]),
+            **({"calibration": calibrated} if calibrated else {}),
         }
         if ledger is not None:
             out["usage_seq"] = ledger.seq  # the ledger lines this usage already includes
         return out
+
+    def on_calibrated(reports: list[dict[str, Any]]) -> None:
+        calibrated[:] = reports
 
     rd.extras = extras  # every checkpoint, periodic ones too, carries the usage so far
     if ledger is not None:
         rd.after_checkpoint = ledger.compact
     failed = False
     try:
-        async for outcome in outcomes(rec, ctx, limits, tally, skip=state.skip):
+        async for outcome in outcomes(
+            rec, ctx, limits, tally, skip=state.skip, on_calibrated=on_calibrated
+        ):
             if rd.add(outcome, tally, elapsed=clock.elapsed):
                 report()
     except BaseException:

@@ -13,6 +13,9 @@ from typing import Any
 
 from synth.chain import Verdict, Verifier
 from synth.context import Context
+from synth.judges import calibration as calib
+from synth.judges import probes
+from synth.judges.calibration import CONFIG_SCHEMA as CALIBRATION
 from synth.judges.pairwise import prefer
 from synth.judges.rubric import (
     AGGREGATES,
@@ -37,6 +40,7 @@ _SAMPLING = {
     "temperature": {"type": "number", "minimum": 0},
     "max_tokens": {"type": "integer", "minimum": 1},
     "label": {"type": "string", "pattern": "^[a-z0-9_]+$", "description": "stats key"},
+    **CALIBRATION,
 }
 _SHOW = {
     "description": "what the judge sees: {label: path} (paths like data.answer, "
@@ -76,6 +80,9 @@ def make_judge(
     max_tokens: int | None = None,
     label: str = "judge",
     rubric: str | None = None,
+    allow_uncalibrated: bool = False,
+    calibration: str | None = None,
+    min_agreement: float = calib.DEFAULT_MIN_AGREEMENT,
     **rubric_config: Any,
 ) -> Verifier:
     """Rubric judge: 1-5 per criterion with anchored descriptions; keeps score >= threshold."""
@@ -87,10 +94,14 @@ def make_judge(
     if max_tokens:
         params["max_tokens"] = max_tokens
 
-    async def check(record: Record, ctx: Context) -> Verdict:
+    def rubric_for(ctx: Context) -> Rubric:
         rb = inline or loaded.get("r")
         if rb is None:
             rb = loaded.setdefault("r", load_rubric(str(rubric), ctx.base_dir, rubric_config))
+        return rb
+
+    async def check(record: Record, ctx: Context) -> Verdict:
+        rb = rubric_for(ctx)
         data = shown(record, show)
         try:
             results: list[Judgement] = list(
@@ -111,6 +122,16 @@ def make_judge(
             info["agreement"] = round(agreement, 4)
         return Verdict(ok, score, "" if ok else "judge_low_score", detail, info)
 
+    probe = probes.rubric_probe(
+        rubric_for,
+        template=template,
+        params=params,
+        models=judges,
+        calibration=calibration,
+        allow_uncalibrated=allow_uncalibrated,
+        min_agreement=min_agreement,
+    )
+    calib.attach(check, probe)
     return check
 
 
@@ -153,6 +174,9 @@ def make_ask_llm(
     temperature: float = 0.0,
     max_tokens: int | None = None,
     label: str = "ask_llm",
+    allow_uncalibrated: bool = False,
+    calibration: str | None = None,
+    min_agreement: float = calib.DEFAULT_MIN_AGREEMENT,
 ) -> Verifier:
     """Ask-LLM: "is this informative for training?" scored as P(yes); keeps >= threshold."""
     check_prompts(template)
@@ -178,6 +202,17 @@ def make_ask_llm(
         info = {"p_yes": round(yn.score, 4), "method": yn.method}
         return Verdict(ok, round(yn.score, 4), "" if ok else "ask_llm_no", detail, info)
 
+    probe = probes.yes_no_probe(
+        threshold=threshold,
+        template=template,
+        params=params,
+        logprobs=logprobs,
+        model=model,
+        calibration=calibration,
+        allow_uncalibrated=allow_uncalibrated,
+        min_agreement=min_agreement,
+    )
+    calib.attach(check, probe)
     return check
 
 
@@ -214,6 +249,9 @@ def make_pairwise(
     temperature: float = 0.0,
     max_tokens: int | None = None,
     label: str = "pairwise",
+    allow_uncalibrated: bool = False,
+    calibration: str | None = None,
+    min_agreement: float = calib.DEFAULT_MIN_AGREEMENT,
 ) -> Verifier:
     """Preference pairs: the judge must prefer `chosen` in both orders (swap-consistent)."""
     check_prompts(template)
@@ -250,4 +288,13 @@ def make_pairwise(
             return Verdict(False, 0.0, "prefers_rejected", detail)
         return Verdict(True, 1.0, "", detail)
 
+    probe = probes.pairwise_probe(
+        template=template,
+        params=params,
+        model=model,
+        calibration=calibration,
+        allow_uncalibrated=allow_uncalibrated,
+        min_agreement=min_agreement,
+    )
+    calib.attach(check, probe)
     return check

@@ -198,7 +198,8 @@ def test_shipped_recipe_on_the_local_model(tmp_path: Path, monkeypatch: pytest.M
         tmp_path,
         monkeypatch,
         n=2,
-        settings={"k": 1},
+        # the embedded 135M model fails this judge's calibration (README, "Judges are measured")
+        settings={"k": 1, "allow_uncalibrated": True},
         max_attempts=8,
     )
     assert result.kept >= 1, manifest["counts"]
@@ -257,6 +258,7 @@ def test_recipe_through_the_engine_and_client_against_the_stub(
             {
                 "use": "paraphrase-meaning",
                 "show": {"original": "meta.originals.body", "paraphrase": "data.body"},
+                "allow_uncalibrated": True,  # the stub judges order numbers only
             },
         ],
     }
