@@ -188,8 +188,10 @@ def test_llm_shards_share_one_rpm_budget_and_one_cache(
     assert first.kept == 30 and first.stop_reason == "done"
     assert stats["ok"] >= 30 and stats["429"] == 0
     assert first.manifest["llm"]["rate_limited"] == 0
-    # The second run (another directory, same records) is answered from the shared cache.
-    assert stats_again["requests"] == stats["requests"]
+    # The second run (another directory, same records) is answered from the shared cache
+    # (cache_hits below); it may send a few calls for records it started past the first
+    # run's last ones (at most the records in flight: concurrency x shards).
+    assert stats_again["requests"] - stats["requests"] <= 4 * 2
     assert again.data_path.read_bytes() == first.data_path.read_bytes()
     assert again.manifest["llm"]["cache_hits"] >= 30
 
