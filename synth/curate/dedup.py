@@ -47,7 +47,7 @@ import numpy as np
 from synth.errors import ConfigError
 from synth.records import Record
 from synth.text.lexical import mix64, ngram_hashes
-from synth.text.wordhash import word_hashes
+from synth.text.wordhash import doc_hashes, word_hashes
 
 _U32 = np.uint32
 _FMIX32 = (_U32(16), _U32(0x85EBCA6B), _U32(13), _U32(0xC2B2AE35), _U32(16))
@@ -261,15 +261,15 @@ class Deduper:
     def signatures(self, texts: Sequence[str]) -> np.ndarray:
         """MinHash signatures of texts (word n-gram shingles; a text shorter than n words
         is one shingle of all its words)."""
-        flat, lengths, _ = word_hashes(texts)
+        flat, lengths = word_hashes(texts)
         return signatures_from_ids(flat, lengths, self.params, self._a, self._b)
 
     def check(
         self, texts: Sequence[str], keys: Sequence[Any], tags: Sequence[str] | str = "kept"
     ) -> list[Duplicate | None]:
         tag_list = [tags] * len(texts) if isinstance(tags, str) else list(tags)
-        flat, lengths, doc_hashes = word_hashes(texts)
-        hashes: list[int] = doc_hashes.tolist()
+        flat, lengths = word_hashes(texts)
+        hashes: list[int] = doc_hashes(flat, lengths).tolist() if self.exact else []
         out: list[Duplicate | None] = [None] * len(texts)
         first_copy: dict[int, int] = {}  # exact hash -> first index in this batch
         copies: list[tuple[int, int]] = []  # (index, index of its first copy in batch)

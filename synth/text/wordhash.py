@@ -42,18 +42,14 @@ def normalized_bytes(texts: Sequence[str]) -> tuple[bytes, np.ndarray]:
     return b" ".join(parts).translate(_TABLE) + b" ", offsets
 
 
-def word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hash of every word, laid out doc after doc; words per doc; one hash per doc of its
-    whole normalised word sequence, equal exactly when the word sequences are equal up to
-    a 2^-64 collision)."""
+def word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The hash of every word, laid out doc after doc, and the number of words per doc."""
     buf, offsets = normalized_bytes(texts)
     b = np.frombuffer(buf, dtype=np.uint8)
     edge = np.diff(np.concatenate([[False], b != _SPACE, [False]]).astype(np.int8))
     starts, ends = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
-    doc = np.searchsorted(offsets, starts, side="right") - 1
-    counts = np.bincount(doc, minlength=len(texts)).astype(np.int64)
-    h = _polynomials(b, starts, ends - starts)
-    return h, counts, _doc_hashes(h, counts)
+    counts = np.diff(np.searchsorted(starts, offsets)).astype(np.int64)
+    return _polynomials(b, starts, ends - starts), counts
 
 
 def _polynomials(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -63,9 +59,11 @@ def _polynomials(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndar
     out = np.zeros(starts.size, dtype=np.uint64)
     if not starts.size:
         return out
-    order = np.argsort(-lens, kind="stable")
+    longest = int(lens.max())
+    key = longest - lens  # small ints: a stable sort of them is a radix sort
+    order = np.argsort(key.astype(np.uint16) if longest < 1 << 16 else key, kind="stable")
     at, ln = starts[order], lens[order]
-    live = np.searchsorted(-ln, -np.arange(int(ln[0])), side="left")  # words longer than k
+    live = np.searchsorted(-ln, -np.arange(longest), side="left")  # words longer than k
     h = np.zeros(starts.size, dtype=np.uint64)
     for k, m in enumerate(live.tolist()):
         h[:m] = h[:m] * _P + b[at[:m] + k]
@@ -73,8 +71,9 @@ def _polynomials(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndar
     return out
 
 
-def _doc_hashes(h: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """blake2b of each doc's word-hash sequence (order matters), 64 bits."""
+def doc_hashes(h: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per doc of its word-hash sequence (blake2b; word order matters):
+    equal exactly when the normalised texts are equal, up to a 2^-64 collision."""
     raw = h.tobytes()
     ends = np.cumsum(counts) * 8
     bounds = zip((ends - counts * 8).tolist(), ends.tolist(), strict=True)
