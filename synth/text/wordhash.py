@@ -8,7 +8,8 @@ is neither a word character nor whitespace becomes a space, exactly `lexical.wor
 ASCII), other text by `lexical.words` per document; word boundaries, word hashes and
 word counts are then array operations over the bytes.
 
-A word's hash is the polynomial of its UTF-8 bytes mod 2^64, finalised by splitmix64:
+A word's hash is the polynomial of its UTF-8 bytes mod 2^64, finalised by splitmix64 (a
+blake2b for a word over 256 bytes):
 stable across processes and machines like `WordIds`' blake2b ids, but not equal to them.
 Only dedup uses these, and it compares its hashes with nothing else.
 """
@@ -25,6 +26,7 @@ from synth.text.lexical import mix64, words
 _P = np.uint64(0x100000001B3)
 _DOC = np.uint64(0x9E3779B97F4A7C15)
 _SPACE = 32
+_LONG = 256  # longer words are hashed whole by blake2b
 # ASCII: word characters (str.isalnum() or "_") are kept, lowercased; the rest -> space.
 _TABLE = bytes(
     (ord(chr(c).lower()) if chr(c).isalnum() or c == 95 else _SPACE) if c < 128 else c
@@ -55,19 +57,24 @@ def word_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def _polynomials(b: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """splitmix64(polynomial of each word's bytes, plus its length). Words are visited
     longest first, so step k touches only words longer than k: O(total bytes) work in
-    (longest word) numpy steps, whatever the length mix."""
+    (longest word) numpy steps. A word longer than _LONG bytes (a URL, a base64 blob) is
+    hashed by blake2b instead, so one huge token cannot cost a million numpy steps."""
     out = np.zeros(starts.size, dtype=np.uint64)
     if not starts.size:
         return out
-    longest = int(lens.max())
-    key = longest - lens  # small ints: a stable sort of them is a radix sort
-    order = np.argsort(key.astype(np.uint16) if longest < 1 << 16 else key, kind="stable")
-    at, ln = starts[order], lens[order]
+    longest = min(int(lens.max()), _LONG)
+    key = np.minimum(lens, _LONG)
+    order = np.argsort((longest - key).astype(np.uint16), kind="stable")  # a radix sort
+    at, ln = starts[order], key[order]
     live = np.searchsorted(-ln, -np.arange(longest), side="left")  # words longer than k
     h = np.zeros(starts.size, dtype=np.uint64)
     for k, m in enumerate(live.tolist()):
         h[:m] = h[:m] * _P + b[at[:m] + k]
     out[order] = mix64(h ^ (ln.astype(np.uint64) * _DOC))
+    raw = b.tobytes() if (lens > _LONG).any() else b""
+    for i in np.flatnonzero(lens > _LONG).tolist():
+        word = raw[starts[i] : starts[i] + lens[i]]
+        out[i] = int.from_bytes(blake2b(word, digest_size=8).digest(), "little")
     return out
 
 

@@ -11,7 +11,7 @@ from synth.text.wordhash import doc_hashes, word_hashes
 
 # ASCII words and punctuation, accented and non-Latin words, odd whitespace
 pieces = st.sampled_from(
-    ["the", "Cat", "cat", "SAT", "on_it", "42", "café", "Straße", "東京", "naïve", "x"]
+    ["the", "Cat", "cat", "SAT", "on_it", "42", "café", "Straße", "東京", "naïve", "x", "y" * 300]
     + [" ", "  ", "\t", "\n", "\u00a0", "\u2003", ",", ".", "!?", "'s", "-", "\x1e", "\u201c"]
 )
 docs = st.lists(pieces, max_size=25).map("".join)
@@ -39,6 +39,13 @@ def test_words_and_hashes_match_the_lexical_words(batch: list[str]) -> None:
         ws = words(text)
         by_word = {w: int(h) for w, h in zip(ws, mine.tolist(), strict=True)}
         assert len(set(by_word.values())) == len(by_word)
+
+
+def test_a_huge_token_is_hashed_quickly_and_apart_from_its_neighbours() -> None:
+    blob = "QUJD" * 250_000  # one 1 MB "word"
+    flat, counts = word_hashes([f"see {blob} here", f"see {blob}x here", "see here"])
+    assert counts.tolist() == [3, 3, 2]
+    assert flat[0] == flat[3] == flat[6] and flat[1] != flat[4] and flat[2] == flat[5]
 
 
 def test_doc_hash_sees_word_order_and_nothing_else() -> None:
