@@ -6,7 +6,9 @@ that computes for tens of milliseconds stalls them all. Measured on 2 cores: a h
 an edit ratio of two texts 1.4 ms and a best-window quote match 0.2-0.6 ms (all growing
 with length, edit ratio quadratically: 60 ms at 45k). So inputs of OFF_LOOP_CHARS or
 more go to a thread and shorter ones stay inline, where the hop would cost more than
-the work."""
+the work. A thread frees the loop only if the work lets go of the GIL: the rapidfuzz
+scores in `text.similarity` release it, and pure-Python work (chrF, n-gram sets) gives
+it back every 5 ms (`sys.getswitchinterval`)."""
 
 from __future__ import annotations
 

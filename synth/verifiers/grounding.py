@@ -3,10 +3,10 @@
 Models invent quotes. The check is fuzzy on purpose (a dropped comma or a changed
 quote mark is still the same quote) but strict on substance: `min_quote` is the best-
 window similarity of the quote against the chunk (see `text.similarity.partial_ratio`;
-its docstring has the calibration of the 0.85 default). Matching a long chunk runs in a
-thread (`_offload`), not on the event loop. The
-answer is then checked against the evidence by content-word overlap, or by a judge
-(`support: judge`) when answers are free-form enough that overlap is too blunt."""
+its docstring has the calibration of the 0.85 default). The answer is then checked
+against the evidence by content-word overlap, or by a judge (`support: judge`) when
+answers are free-form enough that overlap is too blunt. Matching against a long chunk
+runs in a thread (`_offload`), not on the event loop."""
 
 from __future__ import annotations
 
