@@ -8,7 +8,9 @@ instruction a response answers and scores that against the real instruction: a r
 that does not answer its instruction regenerates a different one.
 
 chrF is 0-100 (character n-gram F-score); thresholds are in those units. Typical values:
-a faithful round trip of a sentence scores 55-80, a paraphrase 35-55, unrelated text <20."""
+a faithful round trip of a sentence scores 55-80, a paraphrase 35-55, unrelated text <20.
+sacrebleu's chrF is pure Python (about 12 ms on 4k characters), so long texts are scored
+in a thread (`_offload`), not on the event loop."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from synth.llm.prompts import check_prompts, load_prompt
 from synth.records import Record
 from synth.registry import verifier
 from synth.verifiers._fields import get_path
+from synth.verifiers._offload import cpu
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -104,7 +107,8 @@ def backtranslate(
                 back = await ask(ctx, name, text=there, source=pivot, target=language)
             except RECORD_FAILURES as exc:
                 return Verdict(False, None, "backtranslate_error", f"{type(exc).__name__}: {exc}")
-        score = round(chrf(back, str(original)), 2)
+        reference_text = str(original)
+        score = round(await cpu(len(back) + len(reference_text), chrf, back, reference_text), 2)
         ok = score >= cutoff
         detail = f"chrF {score:g} (min {cutoff:g}); round trip: {back[:200]!r}"
         return Verdict(ok, score, "" if ok else "roundtrip_low", detail)

@@ -2,9 +2,11 @@
 
 Models invent quotes. The check is fuzzy on purpose (a dropped comma or a changed
 quote mark is still the same quote) but strict on substance: `min_quote` is the best-
-window similarity of the quote against the chunk (see `textsim.partial_ratio`). The
-answer is then checked against the evidence by content-word overlap, or by a judge
-(`support: judge`) when answers are free-form enough that overlap is too blunt."""
+window similarity of the quote against the chunk (see `text.similarity.partial_ratio`;
+its docstring has the calibration of the 0.85 default). The answer is then checked
+against the evidence by content-word overlap, or by a judge (`support: judge`) when
+answers are free-form enough that overlap is too blunt. Matching against a long chunk
+runs in a thread (`_offload`), not on the event loop."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from synth.registry import verifier
 from synth.text.similarity import folded_words, partial_ratio
 from synth.text.similarity import support as support_score
 from synth.verifiers._fields import get_path
+from synth.verifiers._offload import cpu
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -86,7 +89,7 @@ def grounding(
             return Verdict(False, 0.0, "missing_evidence", f"quote {quote!r} too short")
         if not isinstance(ans, str) or not ans.strip():
             return Verdict(False, 0.0, "empty_answer", f"{answer} is empty")
-        found = partial_ratio(quote, chunk)
+        found = await cpu(len(chunk), partial_ratio, quote, chunk)
         if found < min_quote:
             detail = f"quote matches the chunk at {found:.2f} (min {min_quote}): {quote[:120]!r}"
             return Verdict(False, round(found, 4), "evidence_not_in_chunk", detail)
@@ -94,7 +97,7 @@ def grounding(
             return Verdict(True, round(found, 4), "", f"quote match {found:.2f}")
         if mode == "overlap":
             reference = quote if support_against == "evidence" else chunk
-            backed = support_score(ans, reference)
+            backed = await cpu(len(reference), support_score, ans, reference)
             detail = f"quote match {found:.2f}; answer support {backed:.2f} (min {min_support})"
             if backed < min_support:
                 return Verdict(False, round(backed, 4), "answer_unsupported", detail)
