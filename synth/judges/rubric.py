@@ -70,7 +70,9 @@ class Rubric:
 
     def short_of(self, scores: Mapping[str, float]) -> list[tuple[str, float, float]]:
         """(criterion, score, minimum) for every criterion below its own minimum."""
-        floors = ((c.name, self.threshold if c.minimum is None else c.minimum) for c in self.criteria)
+        floors = (
+            (c.name, self.threshold if c.minimum is None else c.minimum) for c in self.criteria
+        )
         return [(n, scores[n], m) for n, m in floors if n in scores and scores[n] < m]
 
 

@@ -20,13 +20,14 @@ def check_pairwise(resolved: dict[str, Any], raw: dict[str, Any], file: str) -> 
     """A ConfigError for a pairwise judgement that a `local/` model would make."""
     model = resolved.get("model")
     steps = resolved.get("steps") or []
-    raw_steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
+    raw_steps: list[Any] = raw["steps"] if isinstance(raw.get("steps"), list) else []
     for i, step in enumerate(steps):
         if step.get("use") != "preference" or step.get("judge", "pairwise") != "pairwise":
             continue
         judge_model = step.get("judge_model") or model
         if _local(judge_model):
-            written = raw_steps[i].get("judge") if i < len(raw_steps) else None
+            given = raw_steps[i] if i < len(raw_steps) else None
+            written = given.get("judge") if isinstance(given, dict) else None
             setting = _SETTING.match(written) if isinstance(written, str) else None
             fix = (
                 f"set `{setting.group(1)}: pointwise` in the recipe's settings "
@@ -34,7 +35,7 @@ def check_pairwise(resolved: dict[str, Any], raw: dict[str, Any], file: str) -> 
                 if setting
                 else "set `judge: pointwise` on this step"
             )
-            raise _refusal(file, f"$.steps[{i}].judge", judge_model, fix)
+            raise _refusal(file, f"$.steps[{i}].judge", str(judge_model), fix)
     preference_step = any(s.get("use") == "preference" for s in steps)
     for i, v in enumerate(resolved.get("verify") or []):
         if not isinstance(v, dict) or v.get("use") != "pairwise":
@@ -42,7 +43,7 @@ def check_pairwise(resolved: dict[str, Any], raw: dict[str, Any], file: str) -> 
         judges_itself = not preference_step or v.get("reuse") is False
         if judges_itself and _local(v.get("model") or model):
             fix = "judge with `use: preference` and `judge: pointwise` before this verifier"
-            raise _refusal(file, f"$.verify[{i}]", v.get("model") or model, fix)
+            raise _refusal(file, f"$.verify[{i}]", str(v.get("model") or model), fix)
 
 
 def _local(model: Any) -> bool:

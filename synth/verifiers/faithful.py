@@ -16,8 +16,9 @@ trusted (and costs a call). This check is lexical, deterministic and costs micro
 
 `allow` lists words, phrases or regular expressions (matched as whole words,
 case-insensitive) that the output may use without the source: the vocabulary of the
-task itself ("customer", "requests"). Text they match is ignored by every check. Reasons name what was invented, e.g.
-`invented_number: 24-hour, 15-day` or `ungrounded: helpful, positive, impact`.
+task itself ("customer", "requests"). Text they match is ignored by every check.
+Reasons name what was invented, e.g. `invented_number: 24-hour, 15-day` or
+`ungrounded: helpful positive impact`.
 
     - use: faithful
       field: summary
@@ -193,13 +194,20 @@ def names_in(text: str) -> list[str]:
 def ungrounded(words: Iterable[str], ref: str) -> list[str]:
     """Content words not in the source, each once. A word counts as present when the
     source has it, its singular/plural, or (long words) the same first five letters,
-    as `similarity.support` does: "refunded" is backed by "refund"."""
+    as `similarity.support` does: "refunded" is backed by "refund", and a short word
+    by a longer one it begins ("wait" by "waiting")."""
     have = set(folded_words(ref))
     bare = {w.rstrip("s") for w in have}
     stems = {w[:5] for w in have if len(w) >= 5}
+    heads = {w[:k] for w in have for k in (4, 5) if len(w) > k}
     out: list[str] = []
     for w in words:
-        present = w in have or w.rstrip("s") in bare or (len(w) > 5 and w[:5] in stems)
+        present = (
+            w in have
+            or w.rstrip("s") in bare
+            or (len(w) > 5 and w[:5] in stems)
+            or (len(w) in (4, 5) and w in heads)
+        )
         if not present and w not in out:
             out.append(w)
     return out

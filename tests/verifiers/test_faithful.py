@@ -150,7 +150,9 @@ SOURCE = st.lists(st.one_of(LOWER, NUMBER, NAME), min_size=3, max_size=25)
 def test_an_output_made_of_source_words_and_numbers_passes(source: list[str], data: Any) -> None:
     picked = data.draw(st.lists(st.sampled_from(source), min_size=1, max_size=12))
     output = "so " + " and ".join(picked) + "."
-    v = verdict(faithful(field="s", source="body", min_support=1.0), {"body": " ".join(source), "s": output})
+    v = verdict(
+        faithful(field="s", source="body", min_support=1.0), {"body": " ".join(source), "s": output}
+    )
     assert v.ok, v.detail
 
 
@@ -161,7 +163,9 @@ def test_a_number_not_in_the_source_fails_and_is_named(source: list[str], data: 
     words = data.draw(st.lists(st.sampled_from(source), min_size=1, max_size=8))
     at = data.draw(st.integers(0, len(words)))
     output = " ".join(["so", *words[:at], "for", extra, "then", *words[at:]])
-    v = verdict(faithful(field="s", source="body", min_support=0), {"body": " ".join(source), "s": output})
+    v = verdict(
+        faithful(field="s", source="body", min_support=0), {"body": " ".join(source), "s": output}
+    )
     assert not v.ok and v.reason == "invented_number"
     assert extra in v.detail.removeprefix("invented_number: ").split(", ")
 
@@ -176,6 +180,8 @@ def test_a_name_not_in_the_source_fails_and_is_named(
     words = data.draw(st.lists(st.sampled_from(source), min_size=1, max_size=8))
     at = data.draw(st.integers(0, len(words)))
     output = " ".join(["so", *words[:at], "with", name, "then", *words[at:]])
-    v = verdict(faithful(field="s", source="body", min_support=0), {"body": " ".join(source), "s": output})
+    v = verdict(
+        faithful(field="s", source="body", min_support=0), {"body": " ".join(source), "s": output}
+    )
     assert not v.ok and v.reason == "invented_name"
     assert name in v.detail
