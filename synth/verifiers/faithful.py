@@ -63,6 +63,12 @@ SCHEMA: dict[str, Any] = {
             "description": "filler phrases that reject the output (case-insensitive)",
         },
         "names": {"type": "boolean", "default": True, "description": "check names too"},
+        "min_words": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "content words from the source an output needs (not too vague)",
+        },
     },
     "additionalProperties": False,
 }
@@ -83,6 +89,7 @@ def faithful(
     min_support: float = 0.8,
     banned: list[str] | None = None,
     names: bool = True,
+    min_words: int = 0,
 ) -> Verifier:
     """Numbers, names and content words of a derived text must come from its source."""
     sources = [source] if isinstance(source, str) else list(source)
@@ -100,7 +107,12 @@ def faithful(
         ref = "\n".join(str(p) for p in parts if p is not None and not isinstance(p, dict | list))
         if not ref.strip():
             return Verdict(False, None, "missing_source", f"{', '.join(sources)}: no text")
-        return judge_text(text, ref, allowed, min_support, phrases, names)
+        verdict = judge_text(text, ref, allowed, min_support, phrases, names)
+        grounded = _grounded_count(text, ref, allowed)
+        if verdict.ok and grounded < min_words:  # "The customer has a problem with a product."
+            detail = f"{grounded} content words from the source (min {min_words})"
+            return Verdict(False, verdict.score, "too_vague", detail)
+        return verdict
 
     return check
 
@@ -134,6 +146,12 @@ def judge_text(
     if backed < min_support:
         return Verdict(False, backed, "ungrounded", f"ungrounded: {' '.join(loose)}; {detail}")
     return Verdict(True, backed, "", detail + (f"; unmatched: {' '.join(loose)}" if loose else ""))
+
+
+def _grounded_count(text: str, ref: str, allowed: re.Pattern[str] | None) -> int:
+    masked = allowed.sub(" ", text) if allowed is not None else text
+    words = {w for w in content_words(masked) if len(w) > 1 or w.isdigit()}
+    return len(words) - len(ungrounded(sorted(words), ref))
 
 
 def number_values(text: str) -> set[str]:

@@ -103,6 +103,14 @@ def test_allow_and_banned() -> None:
     assert v.reason == "banned_phrase" and v.detail == "banned_phrase: great example"
 
 
+def test_min_words_rejects_a_summary_that_says_nothing() -> None:
+    fn = faithful(field="s", source="body", allow=["customer", "product", "problem"], min_words=2)
+    body = {"body": "My Nimbus X2 Router drops the connection every hour."}
+    v = verdict(fn, {**body, "s": "The customer has a problem with a product."})
+    assert v.reason == "too_vague" and v.detail == "0 content words from the source (min 2)"
+    assert verdict(fn, {**body, "s": "The customer's router drops the connection."}).ok
+
+
 def test_a_bad_record_is_a_verdict_never_an_exception() -> None:
     fn = faithful(field="summary", source=["subject", "body"])
     assert verdict(fn, {"summary": "x"}).reason == "missing_source"
