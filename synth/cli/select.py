@@ -87,7 +87,7 @@ async def _select(args: argparse.Namespace, lines: list[dict[str, Any]], model: 
     from pathlib import Path
 
     from synth.context import Context
-    from synth.curate.selection import annotate, choose, score_all, write_atomic
+    from synth.curate.selection import annotate, check_failures, choose, score_all, write_atomic
     from synth.files import state_dir
     from synth.llm import client as llm
 
@@ -111,6 +111,7 @@ async def _select(args: argparse.Namespace, lines: list[dict[str, Any]], model: 
         close = getattr(client, "aclose", None)
         if close is not None:
             await close()
+    check_failures(scored, file=str(args.data), model=model)
     keep = choose(scored, keep=args.keep, threshold=args.threshold)
     write_atomic(Path(args.out), [annotate(scored[i], model) for i in keep])
     return len(keep), scored

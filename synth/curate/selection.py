@@ -80,6 +80,34 @@ def choose(
     return sorted(ranked[:count])
 
 
+def failures(scored: Sequence[Scored]) -> list[tuple[str, int]]:
+    """The distinct reasons examples could not be scored, most frequent first."""
+    counts: dict[str, int] = {}
+    for s in scored:
+        if s.score is None:
+            counts[s.error or "no score"] = counts.get(s.error or "no score", 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])
+
+
+def check_failures(scored: Sequence[Scored], *, file: str, model: str | None) -> None:
+    """Refuse a selection where more than half the scores failed: keeping "the top 10%"
+    of the few examples a judge happened to parse is not a selection, and a script that
+    only looks at the exit status must not take it for one."""
+    failed = sum(1 for s in scored if s.score is None)
+    if failed * 2 <= len(scored):
+        return
+    reasons = "; ".join(f"{n}x {why[:120]}" for why, n in failures(scored)[:3])
+    raise ConfigError(
+        f"{failed} of {len(scored)} examples could not be scored by {model}; nothing written",
+        file=file,
+        path="--model",
+        expected="a judge that answers the Ask-LLM question for most examples",
+        found=reasons,
+        fix="use a stronger judge (e.g. --model openai/gpt-4o-mini); "
+        "small local models rarely answer a bare yes/no",
+    )
+
+
 def annotate(s: Scored, model: str | None) -> dict[str, Any]:
     """The line with its score: in `meta.ask_llm` for synth records, else top-level."""
     line = dict(s.line)

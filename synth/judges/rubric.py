@@ -36,13 +36,16 @@ class Criterion:
     name: str
     description: str
     anchors: Mapping[int, str]  # score -> what that score means (1..5)
+    minimum: float | None = None  # this criterion's own floor; None: the rubric's threshold
 
 
 @dataclass(frozen=True, slots=True)
 class Rubric:
     """What a judge scores: criteria on a 1-5 scale with anchored descriptions, a
     threshold on the aggregate, and how criteria combine (`mean`, or `min` so that one
-    bad criterion fails the record)."""
+    bad criterion fails the record). Whatever the aggregate, every criterion must also
+    reach its own `minimum` (default: the threshold): answerable=5, correct=1 averages 3
+    and is still a wrong answer."""
 
     task: str
     criteria: tuple[Criterion, ...]
@@ -65,6 +68,13 @@ class Rubric:
     def combine(self, scores: Mapping[str, float]) -> float:
         return _aggregate([scores[c.name] for c in self.criteria], self.aggregate)
 
+    def short_of(self, scores: Mapping[str, float]) -> list[tuple[str, float, float]]:
+        """(criterion, score, minimum) for every criterion below its own minimum."""
+        floors = (
+            (c.name, self.threshold if c.minimum is None else c.minimum) for c in self.criteria
+        )
+        return [(n, scores[n], m) for n, m in floors if n in scores and scores[n] < m]
+
 
 _SCORES = [1, 2, 3, 4, 5, "1", "2", "3", "4", "5"]  # YAML keys are ints, JSON keys strings
 RUBRIC_SCHEMA: dict[str, Any] = {
@@ -79,6 +89,12 @@ RUBRIC_SCHEMA: dict[str, Any] = {
             "properties": {
                 "name": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
                 "description": {"type": "string"},
+                "min": {
+                    "type": "number",
+                    "minimum": 1,
+                    "maximum": 5,
+                    "description": "this criterion's own minimum (default: threshold)",
+                },
                 "anchors": {
                     "type": "object",
                     "propertyNames": {"enum": _SCORES},
@@ -107,6 +123,7 @@ def rubric_from(config: Mapping[str, Any]) -> Rubric:
             c["name"],
             c["description"],
             {int(k): str(v) for k, v in (c.get("anchors") or {}).items()} or scale,
+            None if c.get("min") is None else float(c["min"]),
         )
         for c in config.get("criteria") or ()
     )
@@ -190,16 +207,25 @@ def panel_verdict(
 ) -> tuple[float, bool, float]:
     """(score, ok, agreement) of a panel. `how` aggregates the judges' scores (mean,
     median, min, max) against the threshold, or `majority` passes when most judges pass
-    on their own. Agreement is the share of judges whose own pass/fail matches."""
-    passes = [j.score >= rubric.threshold for j in judgements]
+    on their own. Agreement is the share of judges whose own pass/fail matches. A judge,
+    or the panel's per-criterion aggregate, with a criterion below its minimum fails."""
+    passes = [j.score >= rubric.threshold and not rubric.short_of(j.scores) for j in judgements]
     if how == "majority":
         ok = sum(passes) * 2 > len(passes)
         score = float(statistics.median(j.score for j in judgements))
     else:
         score = _aggregate([j.score for j in judgements], how)
-        ok = score >= rubric.threshold
+        ok = score >= rubric.threshold and not rubric.short_of(panel_scores(judgements, how))
     agreement = sum(p == ok for p in passes) / len(passes)
     return score, ok, agreement
+
+
+def panel_scores(judgements: Sequence[Judgement], how: str = "mean") -> dict[str, float]:
+    """Each criterion's score across a panel, aggregated as the panel is (`majority`
+    takes the median)."""
+    how = "median" if how == "majority" else how
+    names = [n for n in judgements[0].scores] if judgements else []
+    return {n: _aggregate([j.scores[n] for j in judgements if n in j.scores], how) for n in names}
 
 
 def _aggregate(values: Sequence[float], how: str) -> float:

@@ -23,6 +23,7 @@ from synth.chain import Chain, Named
 from synth.context import Context
 from synth.errors import ConfigError, SynthError
 from synth.records import Record, content_hash
+from synth.runner import judge_fit
 
 StepFn = Callable[[AsyncIterator[Record], Context], AsyncIterator[Record]]
 
@@ -224,6 +225,8 @@ def from_dict(
         from synth.llm import limits as llmlimits
 
         llmlimits.check(resolved["limits"], file=where)
+
+    judge_fit.check_pairwise(resolved, raw, where)
 
     chain = tuple(
         _verifier_spec(i, v, where, base, resolved)

@@ -25,6 +25,7 @@ from synth.judges.rubric import (
     ask_yes_no,
     judge,
     load_rubric,
+    panel_scores,
     panel_verdict,
     rubric_from,
 )
@@ -120,6 +121,10 @@ def make_judge(
         info = {"judgements": [j.summary() for j in results], "threshold": rb.threshold}
         if len(results) > 1:
             info["agreement"] = round(agreement, 4)
+        short = [] if ok else rb.short_of(panel_scores(results, panel))
+        if short and score >= rb.threshold:  # the mean passed, a criterion did not: name it
+            below = ", ".join(f"{n}={v:g} < min {m:g}" for n, v, m in short)
+            return Verdict(False, score, f"judge_low_{short[0][0]}", f"{below}; {detail}", info)
         return Verdict(ok, score, "" if ok else "judge_low_score", detail, info)
 
     probe = probes.rubric_probe(
