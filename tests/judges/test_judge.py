@@ -113,7 +113,7 @@ def test_judge_scores_and_reason_go_into_lineage_and_stats() -> None:
     assert "meaning=4" in entry["detail"] and "refund amount is kept" in entry["detail"]
     [judgement] = entry["info"]["judgements"]
     assert judgement["scores"] == {"meaning": 4.0, "fluency": 5.0}
-    assert judgement["reason"] == "the refund amount changed"
+    assert judgement["reason"] == "the refund amount is kept"
     assert ctx.stats["judge_calls"] == 1
     assert sum(v for k, v in ctx.stats.items() if k.startswith("judge_score_")) == 1
 
