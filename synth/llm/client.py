@@ -198,6 +198,7 @@ class LLMClient:
             for task in self._late:
                 task.cancel()
             await asyncio.gather(*self._late, return_exceptions=True)
+            await asyncio.sleep(0)  # their done-callbacks (which cache them) run first
         if self.trace is not None:
             # Calls cancelled as the run stopped record themselves on their next loop turn.
             for _ in range(1000):

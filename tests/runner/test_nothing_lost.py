@@ -165,6 +165,8 @@ def _timeless(data: bytes) -> list[dict[str, Any]]:
         for call in row["meta"].get("llm_calls", []):
             call.pop("latency_s", None)
             call.pop("cached", None)
+            call.pop("call_id", None)  # a trace line of this process
+            call.pop("call_ids", None)
     return rows
 
 

@@ -17,8 +17,12 @@ NO_JOB = "/v1/jobs/000000000000/cancel"  # refused before the handler, or 404 fr
 
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`make serve`: loopback, no token."""
-    srv = Server(tmp_path_factory.mktemp("open"), args=("--max-body-kb", "512")).start()
+    """`make serve`: loopback, no token. Jobs naming openai/stub-model find a key, so the
+    error a test looks for is the one reported (no request reaches the endpoint)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+        mp.setenv("OPENAI_API_BASE", "http://127.0.0.1:9/v1")
+        srv = Server(tmp_path_factory.mktemp("open"), args=("--max-body-kb", "512")).start()
     yield srv
     srv.stop()
 
