@@ -151,15 +151,16 @@ def test_progress_is_plain_log_lines_when_not_a_terminal_and_quiet_means_quiet(
     tmp_path: Path,
 ) -> None:
     root = project(tmp_path, {"recipes/counter.yaml": COUNTER})
-    # A line per update (the default is one every 5 s, longer than this run).
+    # A line per update (the default is one every 5 s, longer than this run), and a run
+    # long enough (1500 x 1 ms) to checkpoint, and so report, a few times before the end.
     res = synth_cli(
-        "run", "recipes/counter.yaml", "-n", "300", "--out", "a", cwd=root,
+        "run", "recipes/counter.yaml", "-n", "1500", "--out", "a", cwd=root,
         SYNTH_PROGRESS_SECONDS="0", TEST_COUNTER_DELAY="0.001",
     )  # fmt: skip
     assert res.returncode == 0
-    assert re.search(r"^synth: \d+/300 kept, \d+ generated", res.stderr, re.M), res.stderr
+    assert re.search(r"^synth: \d+/1500 kept, \d+ generated", res.stderr, re.M), res.stderr
     assert "\r" not in res.stderr
-    assert res.stdout.startswith("Kept 300 of ") and "done" in res.stdout
+    assert res.stdout.startswith("Kept 1500 of ") and "done" in res.stdout
     res = synth_cli("run", "recipes/counter.yaml", "-n", "300", "--out", "b", "-q", cwd=root)
     assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
 

@@ -93,6 +93,7 @@ def test_a_kept_record_lists_its_children_and_a_child_its_parent(
         "regex",
         "regex",
         "length",
+        "faithful",
         "exact_duplicate",
     ]
     code, out, _ = _show(capsys, runs["run"], child.id)

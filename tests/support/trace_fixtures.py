@@ -36,7 +36,7 @@ class Recorder:
         elif hashlib.sha256(topic.encode()).digest()[0] % 3 == 0:
             text = "Sorry, I cannot summarize this"
         else:
-            text = f"The customer writes about {topic.lower().rstrip('.!?')} and asks for help."
+            text = f"The customer reports {topic.lower().rstrip('.!?')}."  # the ticket's words only
         self.requests.append(body)
         self.answers.append(text)
         return text
