@@ -32,12 +32,11 @@ def test_a_file_cut_anywhere_reads_as_the_whole_lines_before_the_cut(
     path.write_bytes(data[:cut])  # a writer killed after `cut` bytes
     whole = data[:cut].count(b"\n")
     read = [v for _, v in jsonl_lines(path)]
-    # Every complete line is read; a torn tail is either skipped or, if it happens to be
-    # complete JSON already (a cut just before the newline), read as that value.
+    # Every complete line is read; a torn tail is skipped, unless what is left of it
+    # still parses (a file without its last newline is read as written: synth's own
+    # writers always end a line, and resume cuts a torn one before reading).
     assert read[:whole] == rows[:whole]
     assert len(read) in (whole, whole + 1)
-    if len(read) == whole + 1:
-        assert read[-1] == rows[whole]
 
 
 def test_a_bad_line_in_the_middle_names_the_file_and_line(tmp_path: Path) -> None:

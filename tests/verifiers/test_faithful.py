@@ -9,7 +9,7 @@ import string
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from text_fixtures import ROOT, check, make_ctx
 
@@ -182,6 +182,8 @@ def test_a_number_not_in_the_source_fails_and_is_named(source: list[str], data: 
 def test_a_name_not_in_the_source_fails_and_is_named(
     source: list[str], name: str, data: Any
 ) -> None:
+    # a capitalised pronoun opening a clause ("She") is not a name
+    assume(name.lower() not in {"she", "he", "it", "they", "we", "you", "i", "her", "his"})
     known = {w.lower() for part in source for w in part.split()}
     if all(w.lower() in known for w in name.split()):
         name = name + " Zqxv"  # make sure at least one word of the name is new
